@@ -1,0 +1,40 @@
+# nasbench developer commands. `make demo` and `make test` are the README's quick start.
+#
+# Torch is never replaced by the resolver: we pin whatever torch is already in .venv (or torch==2.13.0
+# where none is, which on CPU-only build machines resolves to a local CPU wheel) through a constraints file.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_DEFAULT ?= 2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-all lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@v=$$($(PY) -c 'import torch; print(torch.__version__)' 2>/dev/null || echo $(TORCH_DEFAULT)); \
+	  echo "torch==$$v" > $(VENV)/constraints.txt; echo "torch pinned: torch==$$v"
+	$(PIP) install -q -c $(VENV)/constraints.txt "torch==$$(cut -d= -f3 $(VENV)/constraints.txt)"
+	$(PIP) install -q -c $(VENV)/constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/nasbench spaces show efficientnet
+	$(VENV)/bin/nasbench arch describe ref:b0 --space efficientnet
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m "" 
+
+lint: install
+	$(VENV)/bin/ruff check nasbench tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

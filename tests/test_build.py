@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+import nasbench
+from nasbench.arch import BLOCK_TYPES
+from nasbench.build import build
+
+
+def archs_covering_every_block(space, n=3):
+    archs = [space.sample(seed) for seed in range(n)] + [space.smallest()]
+    seen = {lay.block for a in archs for s in a.stages for lay in s.layers}
+    allowed = {b for s in space.stages for b in s.blocks}
+    seed = n
+    while seen != allowed and seed < 500:  # keep sampling until every block type the space allows ran
+        a = space.sample(seed)
+        new = {lay.block for s in a.stages for lay in s.layers} - seen
+        if new:
+            archs.append(a)
+            seen |= new
+        seed += 1
+    assert seen == allowed
+    return archs
+
+
+def forward_ok(arch, res):
+    model = build(arch.with_resolution(res), num_classes=7).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(1, 3, res, res))
+    return out.shape == (1, 7) and bool(torch.isfinite(out).all())
+
+
+def test_forward_every_block_type_at_the_space_resolutions(space):
+    torch.manual_seed(0)
+    for i, arch in enumerate(archs_covering_every_block(space)):
+        # the big spaces run at their smallest resolutions to keep the suite fast (the slow test runs all)
+        res = arch.resolution if space.name == "tiny" else space.resolutions[i % 2]
+        assert forward_ok(arch, res), str(arch)
+
+
+@pytest.mark.slow
+def test_forward_largest_at_every_resolution(space):
+    for res in space.resolutions:
+        assert forward_ok(space.largest(), res)
+
+
+def test_tiny_runs_every_block_type():
+    space = nasbench.load_space("tiny")
+    assert {b for s in space.stages for b in s.blocks} == set(BLOCK_TYPES)
+
+
+def test_attention_runs_at_any_resolution():
+    space = nasbench.load_space("tiny")
+    arch = next(
+        a
+        for a in (space.sample(s) for s in range(200))
+        if any(lay.block == "attention" for st in a.stages for lay in st.layers)
+    )
+    model = build(arch, 10).eval()
+    for res in space.resolutions:
+        assert model(torch.randn(1, 3, res, res)).shape == (1, 10)
+
+
+def test_build_is_pure_and_training_options_work():
+    arch = nasbench.load_space("tiny").reference("tiny_ref")
+    before = str(arch)
+    model = build(arch, 10, drop_path=0.2, dropout=0.3).train()
+    loss = model(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+    loss.backward()
+    assert str(arch) == before
+    assert model.dropout.p == 0.3
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_drop_path_changes_training_output_only():
+    arch = nasbench.load_space("tiny").reference("tiny_ref")
+    torch.manual_seed(0)
+    model = build(arch, 10, drop_path=0.5)
+    x = torch.randn(8, 3, 32, 32)
+    model.eval()
+    a, b = model(x), model(x)
+    assert torch.equal(a, b)
+    model.train()
+    torch.manual_seed(1)
+    c = model(x)
+    torch.manual_seed(2)
+    d = model(x)
+    assert not torch.allclose(c, d)
+
+
+@pytest.mark.parametrize(
+    "space_name, ref, params",
+    [
+        ("efficientnet", "b0", 5_288_548),
+        ("efficientnetv2", "v2_s", 21_458_488),
+        ("mobile", "mobilenetv2", 3_504_872),
+    ],
+)
+def test_reference_networks_have_the_published_parameter_counts(space_name, ref, params):
+    arch = nasbench.load_space(space_name).reference(ref)
+    assert sum(p.numel() for p in build(arch, 1000).parameters()) == params
+
+
+def test_b0_at_ten_classes():
+    arch = nasbench.load_space("efficientnet").reference("b0")
+    assert sum(p.numel() for p in build(arch, 10).parameters()) == 4_020_358
