@@ -108,27 +108,73 @@ def _attention(t: _Tally, cin: int, cout: int, lay: Layer, stride: int, hw: int)
     t.linear(cout * lay.expand, cout, n)
 
 
+@dataclass(frozen=True)
+class LayerConfig:
+    """One layer as a cost model sees it: everything its parameters, MACs and latency depend on.
+
+    ``kind`` is ``stem``, ``head`` or a block type. Equal configs cost the same wherever they occur, which
+    is what a latency lookup table keys on.
+    """
+
+    kind: str
+    cin: int
+    cout: int
+    kernel: int = 1
+    expand: int = 1
+    stride: int = 1
+    se: float = 0.0
+    size: int = 1  # input height = width
+    act: str = "silu"
+    num_classes: int = 0  # head only
+
+    @property
+    def out_size(self) -> int:
+        return _out(self.size, self.stride)
+
+
+def decompose(arch: Arch, num_classes: int = 1000) -> list[tuple[str, LayerConfig]]:
+    """The layers of ``build(arch)`` in order, each with the part (stem, s1.., head) it belongs to."""
+    hw = arch.resolution
+    out = [("stem", LayerConfig("stem", 3, arch.stem, 3, 1, arch.stem_stride, 0.0, hw, arch.act))]
+    hw, cin = _out(hw, arch.stem_stride), arch.stem
+    for i, stage in enumerate(arch.stages, 1):
+        for j, lay in enumerate(stage.layers):
+            stride = stage.stride if j == 0 else 1
+            cfg = LayerConfig(lay.block, cin, stage.width, lay.kernel, lay.expand, stride, stage.se, hw, arch.act)
+            out.append((f"s{i}", cfg))
+            hw, cin = _out(hw, stride), stage.width
+    out.append(("head", LayerConfig("head", cin, arch.head, 1, 1, 1, 0.0, hw, arch.act, num_classes)))
+    return out
+
+
+def _tally_layer(t: _Tally, c: LayerConfig) -> None:
+    lay = Layer(c.kind, c.kernel, c.expand) if c.kind not in ("stem", "head") else None
+    if c.kind == "stem":
+        t.conv_bn(3, c.cout, c.kernel, c.out_size)
+    elif c.kind == "head":
+        t.conv_bn(c.cin, c.cout, 1, c.size)
+        t.add("pool", c.cout * c.size * c.size)
+        t.linear(c.cout, c.num_classes)
+    elif c.kind in ("mbconv", "dynconv"):
+        _mbconv(t, c.cin, c.cout, lay, c.stride, c.se, c.size, dynamic=c.kind == "dynconv")
+    elif c.kind == "fused_mbconv":
+        _fused(t, c.cin, c.cout, lay, c.stride, c.size)
+    else:
+        _attention(t, c.cin, c.cout, lay, c.stride, c.size)
+
+
+def layer_cost(cfg: LayerConfig) -> tuple[int, int]:
+    """``(params, macs)`` of one layer."""
+    t = _Tally()
+    _tally_layer(t, cfg)
+    return sum(t.params.values()), sum(t.macs.values())
+
+
 def count(arch: Arch, num_classes: int = 1000) -> Cost:
     """Parameters and MACs of ``build(arch, num_classes)`` for one image at ``arch.resolution``."""
     t = _Tally()
-    t.part = "stem"
-    hw = _out(arch.resolution, arch.stem_stride)
-    t.conv_bn(3, arch.stem, 3, hw)
-    cin = arch.stem
-    for i, stage in enumerate(arch.stages, 1):
-        t.part = f"s{i}"
-        for j, lay in enumerate(stage.layers):
-            stride = stage.stride if j == 0 else 1
-            if lay.block in ("mbconv", "dynconv"):
-                _mbconv(t, cin, stage.width, lay, stride, stage.se, hw, dynamic=lay.block == "dynconv")
-            elif lay.block == "fused_mbconv":
-                _fused(t, cin, stage.width, lay, stride, hw)
-            else:
-                _attention(t, cin, stage.width, lay, stride, hw)
-            hw, cin = _out(hw, stride), stage.width
-    t.part = "head"
-    t.conv_bn(cin, arch.head, 1, hw)
-    t.add("pool", arch.head * hw * hw)
-    t.linear(arch.head, num_classes)
+    for part, cfg in decompose(arch, num_classes):
+        t.part = part
+        _tally_layer(t, cfg)
     parts = {name: (t.params[name], t.macs[name]) for name in t.macs}
     return Cost(params=sum(t.params.values()), macs=sum(t.macs.values()), parts=parts, by_op=dict(t.by_op))

@@ -103,3 +103,16 @@ def test_costs_grow_with_every_dimension():
     assert count(b0.with_resolution(260)).macs > base
     assert count(space.reference("b1")).macs > base
     assert count(space.largest()).macs > count(space.reference("b3")).macs > count(space.smallest()).macs
+
+
+def test_layer_costs_add_up_to_the_arch_cost(space):
+    from nasbench.counting import decompose, layer_cost
+
+    for seed in range(5):
+        arch = space.sample(seed)
+        layers = decompose(arch, 10)
+        assert layers[0][1].kind == "stem" and layers[-1][1].kind == "head"
+        assert len(layers) == arch.depth + 2
+        total = [sum(x) for x in zip(*(layer_cost(cfg) for _, cfg in layers), strict=True)]
+        cost = count(arch, 10)
+        assert total == [cost.params, cost.macs]
