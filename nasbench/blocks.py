@@ -123,7 +123,7 @@ class DynamicDepthwiseConv(nn.Module):
         hidden = max(4, channels // 4)
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, experts)
-        self.weight = nn.Parameter(torch.empty(experts, channels, 1, kernel, kernel))
+        self.weight = nn.Parameter(torch.empty(experts, channels, kernel, kernel))  # rank 4: channels_last works
         for k in range(experts):
             nn.init.kaiming_uniform_(self.weight[k], a=5**0.5)
         self.temperature = 1.0

@@ -1,0 +1,313 @@
+"""Elastic blocks: one per block type, holding the largest weights of every choice of a layer position.
+
+Each block is configured once per subnet (``configure(cin, cout, kernel, expand)``), runs the same
+computation as its static twin in ``nasbench.blocks``, and ``static_state()`` returns the sliced weights
+under the static module's parameter names (built from the ops' ``active_weights``, the one slicing
+function per op). ``reorder()`` sorts hidden channels by importance without changing what the largest
+subnet computes, so smaller expand ratios keep the most useful channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nasbench.arch import ATTENTION_HEAD_DIM, DYNCONV_EXPERTS, se_channels
+from nasbench.blocks import BN_EPS, make_act
+from nasbench.supernet.ops import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticLayerNorm,
+    ElasticLinear,
+    ElasticQKV,
+    shrink_kernel,
+)
+
+
+def with_prefix(prefix: str, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {f"{prefix}.{k}": v for k, v in weights.items()}
+
+
+def permute_(param: Tensor, order: Tensor, dim: int) -> None:
+    """Reorder ``param`` along ``dim`` in place (parameters and buffers alike)."""
+    with torch.no_grad():
+        param.copy_(param.index_select(dim, order))
+
+
+class ElasticConvBNAct(nn.Module):
+    def __init__(
+        self, in_max, out_max, kernels: Sequence[int], stride=1, *, depthwise=False, act=None, transform=False
+    ):
+        super().__init__()
+        self.conv = ElasticConv2d(in_max, out_max, kernels, stride, depthwise=depthwise, transform=transform)
+        self.bn = ElasticBatchNorm2d(out_max, eps=BN_EPS)
+        self.act = make_act(act) if act else nn.Identity()
+
+    def configure(self, cin: int, cout: int, kernel: int = 1) -> None:
+        self.conv.configure(cin, cout, kernel)
+        self.bn.configure(cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def static_state(self) -> dict[str, Tensor]:
+        return {**with_prefix("conv", self.conv.active_weights()), **with_prefix("bn", self.bn.active_weights())}
+
+    def permute_out_(self, order: Tensor) -> None:
+        for p in (self.conv.weight, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var):
+            permute_(p, order, 0)
+
+
+class ElasticSE(nn.Module):
+    def __init__(self, channels_max: int, reduced_max: int, act: str):
+        super().__init__()
+        self.reduce = ElasticConv2d(channels_max, reduced_max, [1], bias=True)
+        self.act = make_act(act)
+        self.expand = ElasticConv2d(reduced_max, channels_max, [1], bias=True)
+
+    def configure(self, channels: int, reduced: int) -> None:
+        self.reduce.configure(channels, reduced, 1)
+        self.expand.configure(reduced, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))
+
+    def static_state(self) -> dict[str, Tensor]:
+        return {
+            **with_prefix("reduce", self.reduce.active_weights()),
+            **with_prefix("expand", self.expand.active_weights()),
+        }
+
+
+class ElasticDynamicConv(nn.Module):
+    """Elastic twin of ``blocks.DynamicDepthwiseConv``: experts over the leading channels, centre kernels."""
+
+    def __init__(self, channels_max: int, kernels: Sequence[int], stride: int):
+        super().__init__()
+        self.kernels, self.stride = tuple(sorted(kernels)), stride
+        kmax = self.kernels[-1]
+        self.fc1 = ElasticLinear(channels_max, max(4, channels_max // 4))
+        self.fc2 = ElasticLinear(max(4, channels_max // 4), DYNCONV_EXPERTS)
+        self.weight = nn.Parameter(torch.empty(DYNCONV_EXPERTS, channels_max, kmax, kmax))
+        for k in range(DYNCONV_EXPERTS):
+            nn.init.kaiming_uniform_(self.weight[k], a=5**0.5)
+        ladder = list(reversed(self.kernels))
+        self.transforms = nn.ParameterDict(
+            {f"{a}to{b}": nn.Parameter(torch.eye(b * b)) for a, b in zip(ladder, ladder[1:], strict=False)}
+        )
+        self.temperature = 1.0
+        self.configure(channels_max, kmax)
+
+    def configure(self, channels: int, kernel: int) -> None:
+        self.channels, self.kernel = channels, kernel
+        self.fc1.configure(channels, max(4, channels // 4))
+        self.fc2.configure(max(4, channels // 4), DYNCONV_EXPERTS)
+
+    def active_weights(self) -> dict[str, Tensor]:
+        w = shrink_kernel(self.weight[:, : self.channels], self.kernel, self.kernels, self.transforms or None)
+        return {
+            "weight": w,
+            **with_prefix("fc1", self.fc1.active_weights()),
+            **with_prefix("fc2", self.fc2.active_weights()),
+        }
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        logits = self.fc2(torch.relu(self.fc1(x.mean((2, 3)))))
+        pi = torch.softmax(logits / self.temperature, dim=1)
+        weight = self.active_weights()["weight"]
+        kernels = torch.mm(pi, weight.flatten(1)).view(b * c, 1, self.kernel, self.kernel)
+        y = nn.functional.conv2d(x.reshape(1, b * c, h, w), kernels, None, self.stride, self.kernel // 2, groups=b * c)
+        return y.view(b, c, y.shape[2], y.shape[3])
+
+
+class ElasticDynConvBNAct(nn.Module):
+    def __init__(self, channels_max: int, kernels: Sequence[int], stride: int, act: str):
+        super().__init__()
+        self.conv = ElasticDynamicConv(channels_max, kernels, stride)
+        self.bn = ElasticBatchNorm2d(channels_max, eps=BN_EPS)
+        self.act = make_act(act)
+
+    def configure(self, cin: int, cout: int, kernel: int) -> None:
+        self.conv.configure(cout, kernel)
+        self.bn.configure(cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def static_state(self) -> dict[str, Tensor]:
+        return {**with_prefix("conv", self.conv.active_weights()), **with_prefix("bn", self.bn.active_weights())}
+
+    def permute_out_(self, order: Tensor) -> None:
+        permute_(self.conv.weight, order, 1)
+        permute_(self.conv.fc1.weight, order, 1)
+        for p in (self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var):
+            permute_(p, order, 0)
+
+
+class ElasticMBConv(nn.Module):
+    """MBConv (and, with ``dynamic``, the dynamic-conv MBConv) over every kernel, expand and width."""
+
+    def __init__(self, in_max, out_max, kernels, expands, stride, se, act, dynamic=False):
+        super().__init__()
+        mid_max = in_max * max(expands)
+        self.stride, self.se_ratio = stride, se
+        self.expand = ElasticConvBNAct(in_max, mid_max, [1], act=act) if max(expands) > 1 else None
+        if dynamic:
+            self.dw = ElasticDynConvBNAct(mid_max, kernels, stride, act)
+        else:
+            self.dw = ElasticConvBNAct(mid_max, mid_max, kernels, stride, depthwise=True, act=act, transform=True)
+        reduced = se_channels(in_max, se)
+        self.se = ElasticSE(mid_max, reduced, act) if reduced else None
+        self.project = ElasticConvBNAct(mid_max, out_max, [1])
+
+    def configure(self, cin: int, cout: int, kernel: int, expand: int) -> None:
+        mid = cin * expand
+        self.has_expand, self.use_residual = expand != 1, self.stride == 1 and cin == cout
+        if self.has_expand:
+            self.expand.configure(cin, mid)
+        self.dw.configure(mid, mid, kernel)
+        if self.se is not None:
+            self.se.configure(mid, se_channels(cin, self.se_ratio))
+        self.project.configure(mid, cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.expand(x) if self.has_expand else x
+        y = self.dw(y)
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y)
+        return x + y if self.use_residual else y
+
+    def static_state(self) -> dict[str, Tensor]:
+        state = {**with_prefix("dw", self.dw.static_state()), **with_prefix("project", self.project.static_state())}
+        if self.has_expand:
+            state.update(with_prefix("expand", self.expand.static_state()))
+        if self.se is not None:
+            state.update(with_prefix("se", self.se.static_state()))
+        return state
+
+    def reorder(self) -> None:
+        """Sort the expanded channels by the L1 norm of the projection weights that read them."""
+        order = self.project.conv.weight.detach().abs().sum((0, 2, 3)).argsort(descending=True)
+        if self.expand is None:
+            return  # the hidden channels are the block's input channels, which the previous layer fixes
+        self.expand.permute_out_(order)
+        self.dw.permute_out_(order)
+        if self.se is not None:
+            permute_(self.se.reduce.weight, order, 1)
+            permute_(self.se.expand.weight, order, 0)
+            permute_(self.se.expand.bias, order, 0)
+        permute_(self.project.conv.weight, order, 1)
+
+
+class ElasticFusedMBConv(nn.Module):
+    """Fused-MBConv; expand 1 (a single kxk conv to the output) has its own weights, as its shape differs."""
+
+    def __init__(self, in_max, out_max, kernels, expands, stride, se, act):
+        super().__init__()
+        self.stride = stride
+        wide = [e for e in expands if e != 1]
+        self.expand = ElasticConvBNAct(in_max, in_max * max(wide), kernels, stride, act=act) if wide else None
+        self.project = ElasticConvBNAct(in_max * max(wide), out_max, [1]) if wide else None
+        self.single = ElasticConvBNAct(in_max, out_max, kernels, stride, act=act) if 1 in expands else None
+
+    def configure(self, cin: int, cout: int, kernel: int, expand: int) -> None:
+        self.is_single, self.use_residual = expand == 1, self.stride == 1 and cin == cout
+        if self.is_single:
+            self.single.configure(cin, cout, kernel)
+        else:
+            self.expand.configure(cin, cin * expand, kernel)
+            self.project.configure(cin * expand, cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.single(x) if self.is_single else self.project(self.expand(x))
+        return x + y if self.use_residual else y
+
+    def static_state(self) -> dict[str, Tensor]:
+        if self.is_single:
+            return with_prefix("expand", self.single.static_state())
+        return {
+            **with_prefix("expand", self.expand.static_state()),
+            **with_prefix("project", self.project.static_state()),
+        }
+
+    def reorder(self) -> None:
+        if self.expand is not None:
+            order = self.project.conv.weight.detach().abs().sum((0, 2, 3)).argsort(descending=True)
+            self.expand.permute_out_(order)
+            permute_(self.project.conv.weight, order, 1)
+
+
+class ElasticAttention(nn.Module):
+    """Elastic twin of ``blocks.AttentionBlock``; width ``c`` keeps the leading ``c / head_dim`` heads."""
+
+    def __init__(self, in_max, out_max, kernels, expands, stride, se, act):
+        super().__init__()
+        self.stride = stride
+        self.local_dw = ElasticConvBNAct(in_max, in_max, kernels, stride, depthwise=True, transform=True)
+        self.local_pw = ElasticConvBNAct(in_max, out_max, [1])
+        self.norm1 = ElasticLayerNorm(out_max)
+        self.qkv = ElasticQKV(out_max)
+        self.proj = ElasticLinear(out_max, out_max)
+        self.norm2 = ElasticLayerNorm(out_max)
+        self.fc1 = ElasticLinear(out_max, out_max * max(expands))
+        self.act = nn.GELU()
+        self.fc2 = ElasticLinear(out_max * max(expands), out_max)
+
+    def configure(self, cin: int, cout: int, kernel: int, expand: int) -> None:
+        self.use_residual = self.stride == 1 and cin == cout
+        self.local_dw.configure(cin, cin, kernel)
+        self.local_pw.configure(cin, cout)
+        self.norm1.configure(cout)
+        self.qkv.configure(cout)
+        self.proj.configure(cout, cout)
+        self.norm2.configure(cout)
+        self.fc1.configure(cout, cout * expand)
+        self.fc2.configure(cout * expand, cout)
+
+    def attention(self, t: Tensor) -> Tensor:
+        b, n, c = t.shape
+        heads = c // ATTENTION_HEAD_DIM
+        q, k, v = self.qkv(t).view(b, n, 3, heads, ATTENTION_HEAD_DIM).permute(2, 0, 3, 1, 4)
+        y = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.local_pw(self.local_dw(x))
+        y = x + y if self.use_residual else y
+        b, c, h, w = y.shape
+        t = y.flatten(2).transpose(1, 2)
+        t = t + self.attention(self.norm1(t))
+        t = t + self.fc2(self.act(self.fc1(self.norm2(t))))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+    def static_state(self) -> dict[str, Tensor]:
+        parts = {
+            "local_dw": self.local_dw.static_state(),
+            "local_pw": self.local_pw.static_state(),
+            "norm1": self.norm1.active_weights(),
+            "attn.qkv": self.qkv.active_weights(),
+            "attn.proj": self.proj.active_weights(),
+            "norm2": self.norm2.active_weights(),
+            "mlp.fc1": self.fc1.active_weights(),
+            "mlp.fc2": self.fc2.active_weights(),
+        }
+        return {k: v for prefix, w in parts.items() for k, v in with_prefix(prefix, w).items()}
+
+    def reorder(self) -> None:
+        order = self.fc2.weight.detach().abs().sum(0).argsort(descending=True)
+        permute_(self.fc1.weight, order, 0)
+        permute_(self.fc1.bias, order, 0)
+        permute_(self.fc2.weight, order, 1)
+
+
+def make_elastic_block(block: str, in_max, out_max, kernels, expands, stride, se, act) -> nn.Module:
+    if block in ("mbconv", "dynconv"):
+        return ElasticMBConv(in_max, out_max, kernels, expands, stride, se, act, dynamic=block == "dynconv")
+    if block == "fused_mbconv":
+        return ElasticFusedMBConv(in_max, out_max, kernels, expands, stride, se, act)
+    return ElasticAttention(in_max, out_max, kernels, expands, stride, se, act)
