@@ -14,9 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from nasbench import runs_cli
 from nasbench.counting import count
 from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace, load_space, shipped_spaces
+from nasbench.textfmt import human_count
 
 app = typer.Typer(
     help="nasbench: neural-architecture search for image classification.",
@@ -28,6 +30,7 @@ spaces_app = typer.Typer(help="List the shipped search spaces, or show one.", in
 arch_app = typer.Typer(help="Inspect architectures.", no_args_is_help=True)
 app.add_typer(spaces_app, name="spaces")
 app.add_typer(arch_app, name="arch")
+app.add_typer(runs_cli.app)  # nasbench pareto RUN
 
 console = Console()
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
@@ -35,13 +38,6 @@ JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON inste
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
-
-
-def fmt_count(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return str(int(n))
 
 
 # --- spaces -------------------------------------------------------------------------------------------
@@ -143,7 +139,7 @@ def spaces_show(
     for col in ("name", "id", "params", "MACs", "architecture"):
         refs.add_column(col, overflow="fold")
     for name, r in info["references"].items():
-        refs.add_row(name, r["id"], fmt_count(r["params"]), fmt_count(r["macs"]), r["arch"])
+        refs.add_row(name, r["id"], human_count(r["params"]), human_count(r["macs"]), r["arch"])
     console.print(refs)
 
 
@@ -190,8 +186,8 @@ def arch_describe(
         table.add_column(col, justify="right" if col != "part" else "left")
     depths = {f"s{i}": st.depth for i, st in enumerate(a.stages, 1)}
     for part, (p, m) in cost.parts.items():
-        table.add_row(part, str(depths.get(part, "")), f"{p:,}", fmt_count(m), f"{100 * m / cost.macs:.1f}%")
-    table.add_row("[bold]total", str(a.depth), f"[bold]{cost.params:,}", f"[bold]{fmt_count(cost.macs)}", "100%")
+        table.add_row(part, str(depths.get(part, "")), f"{p:,}", human_count(m), f"{100 * m / cost.macs:.1f}%")
+    table.add_row("[bold]total", str(a.depth), f"[bold]{cost.params:,}", f"[bold]{human_count(cost.macs)}", "100%")
     console.print(table)
 
 

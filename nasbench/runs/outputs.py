@@ -1,0 +1,249 @@
+"""What a run shows: its Pareto front (CSV), a plot of it (PNG) and a one-page summary (Markdown).
+
+The objectives a run can be judged on are accuracy (max) and MACs, params and latency (min); ``latency`` is
+the measured latency where a record has one, else the predicted one. Fronts and hypervolumes come from the
+pure functions of ``nasbench.pareto``; this module only selects, formats and draws.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from nasbench.errors import NasbenchError
+from nasbench.pareto import hypervolume, pareto_front
+from nasbench.textfmt import human_count
+
+if TYPE_CHECKING:
+    from nasbench.runs.rundir import RunDir
+
+OBJECTIVES = {"acc": "max", "macs": "min", "params": "min", "latency": "min"}
+IDEAL = {"acc": 1.0, "macs": 0.0, "params": 0.0, "latency": 0.0}  # the corner normalized hypervolume uses
+REFERENCE_MARGIN = 1.1  # default reference: costs at 1.1 x the largest seen, so the costliest point counts
+FRONT_COLUMNS = ["arch_id", "searcher", "trial", "seed", "acc", "macs", "params", "latency"]
+FRONT_COLUMNS += ["latency_ms", "latency_pred_ms", "resolution", "arch"]
+LABELS = {"acc": "acc", "macs": "MACs", "params": "params", "latency": "latency ms"}
+
+
+def parse_objectives(objectives: str | Sequence[str]) -> dict[str, str]:
+    """``"acc,macs"`` or ``["acc", "macs"]`` as ``{"acc": "max", "macs": "min"}``; one clear error otherwise."""
+    names = [o.strip() for o in objectives.split(",")] if isinstance(objectives, str) else list(objectives)
+    for name in names:
+        if name not in OBJECTIVES:
+            raise NasbenchError(f"objective {name!r} is not one of {', '.join(OBJECTIVES)}")
+    if not names or len(set(names)) != len(names):
+        raise NasbenchError(f"objectives must name each of {', '.join(OBJECTIVES)} at most once, got {names}")
+    return {name: OBJECTIVES[name] for name in names}
+
+
+def objective_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """The ok records, with a ``latency`` column: measured where present, else predicted (NaN if neither)."""
+    ok = records[records["status"] == "ok"].copy()
+    ok["latency"] = ok["latency_ms"].fillna(ok["latency_pred_ms"])
+    return ok
+
+
+def run_front(records: pd.DataFrame, objectives: str | Sequence[str]) -> pd.DataFrame:
+    """The Pareto front of a run's ok records (records without a value for an objective are left out)."""
+    return pareto_front(objective_frame(records), parse_objectives(objectives))
+
+
+def default_reference(ok: pd.DataFrame, objectives: str | Sequence[str]) -> dict[str, float]:
+    """Accuracy 0; each cost at ``REFERENCE_MARGIN`` x its largest value among ``ok``, so that every
+    evaluated point adds to the hypervolume. Fixed per run, so the searchers' fronts compare."""
+    ref = {}
+    for name, sense in parse_objectives(objectives).items():
+        largest = ok[name].max() if len(ok) else math.nan
+        ref[name] = 0.0 if sense == "max" else float(REFERENCE_MARGIN * largest)
+    return ref
+
+
+def hypervolume_table(
+    ok: pd.DataFrame, objectives: str | Sequence[str], reference: Mapping[str, float]
+) -> pd.DataFrame:
+    """Per searcher (and ``all``): front size, hypervolume, and hypervolume divided by the volume of the box
+    between the reference point and the ideal point (acc 1, costs 0), which lies in [0, 1]."""
+    obj = parse_objectives(objectives)
+    ref = [float(reference[name]) for name in obj]
+    box = float(np.prod([abs(r - IDEAL[name]) for name, r in zip(obj, ref, strict=True)]))
+    rows = []
+    usable = not any(math.isnan(r) for r in ref)  # e.g. no latency figures at all
+    groups = [(s, ok[ok["searcher"] == s]) for s in sorted(ok["searcher"].unique())] + [("all", ok)]
+    for searcher, group in groups:
+        front = pareto_front(group, obj)
+        hv = hypervolume(front[list(obj)].to_numpy(dtype=float), ref, list(obj.values())) if usable else math.nan
+        rows.append(
+            {"searcher": searcher, "front": len(front), "hypervolume": hv, "normalized": hv / box if box else math.nan}
+        )
+    return pd.DataFrame(rows, columns=["searcher", "front", "hypervolume", "normalized"])
+
+
+# --- files --------------------------------------------------------------------------------------------
+
+
+def write_outputs(
+    run: RunDir,
+    objectives: str | Sequence[str],
+    *,
+    budget: Mapping[str, Any] | None = None,
+    reference: Mapping[str, float] | None = None,
+) -> dict[str, Path]:
+    """pareto.csv, pareto.png and summary.md of ``run``, each written atomically."""
+    obj = parse_objectives(objectives)
+    records = run.records()
+    ok = objective_frame(records)
+    front = pareto_front(ok, obj)
+    reference = dict(reference) if reference is not None else default_reference(ok, obj)
+    paths = {"pareto_csv": run.path / "pareto.csv", "pareto_png": run.path / "pareto.png"}
+    paths["summary"] = run.path / "summary.md"
+    _write_text(paths["pareto_csv"], front[FRONT_COLUMNS].to_csv(index=False))
+    plot_fronts(records, paths["pareto_png"], title=f"run {run.run_id}")
+    text = summary_markdown(run.run_id, run.config, records, obj, budget or {}, reference)
+    _write_text(paths["summary"], text)
+    return paths
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def plot_fronts(records: pd.DataFrame, path: str | os.PathLike, title: str = "") -> Path:
+    """Accuracy vs MACs (log scale), and accuracy vs latency when the run has latency figures: every ok
+    record faint, one colour per searcher, each panel's own front bold and joined as a staircase."""
+    from matplotlib.figure import Figure  # a bare Figure renders with Agg and touches no pyplot state
+
+    ok = objective_frame(records)
+    panels = ["macs"] + (["latency"] if ok["latency"].notna().any() else [])
+    fig = Figure(figsize=(6.4 * len(panels), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    searchers = sorted(records["searcher"].unique())
+    colours = {s: f"C{i % 10}" for i, s in enumerate(searchers)}
+    for ax, cost in zip(axes, panels, strict=True):
+        _draw_panel(ax, ok, cost, colours)
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=120)
+    os.replace(tmp, path)
+    return path
+
+
+def _draw_panel(ax: Any, ok: pd.DataFrame, cost: str, colours: dict[str, str]) -> None:
+    ax.set_xlabel("MACs (log scale)" if cost == "macs" else "latency, ms (measured, else predicted)")
+    ax.set_ylabel("validation top-1 accuracy")
+    ax.grid(True, alpha=0.3)
+    data = ok[ok[cost].notna()]
+    if data.empty:
+        ax.text(0.5, 0.5, "no successful evaluations yet", ha="center", va="center", transform=ax.transAxes)
+        return
+    if cost == "macs":
+        ax.set_xscale("log")
+    front = pareto_front(data, {"acc": "max", cost: "min"})
+    for searcher, colour in colours.items():
+        mine = data[data["searcher"] == searcher]
+        ax.scatter(mine[cost], mine["acc"], s=12, alpha=0.3, color=colour, label=searcher)
+        on_front = front[front["searcher"] == searcher]
+        ax.scatter(on_front[cost], on_front["acc"], s=40, color=colour, edgecolors="black", zorder=3)
+    ax.step(front[cost], front["acc"], where="post", color="black", linewidth=1.2, label="Pareto front")
+    ax.legend(loc="lower right", fontsize="small")
+
+
+# --- summary ------------------------------------------------------------------------------------------
+
+
+def summary_markdown(
+    run_id: str,
+    config: Mapping[str, Any],
+    records: pd.DataFrame,
+    objectives: Mapping[str, str],
+    budget: Mapping[str, Any],
+    reference: Mapping[str, float],
+) -> str:
+    """The run on one page: what was searched, how the budget went, the front, and each searcher's
+    hypervolume against the stated reference point."""
+    ok = objective_frame(records)
+    front = pareto_front(ok, objectives)
+    searchers = config.get("searchers") or sorted(records["searcher"].unique())
+    if isinstance(searchers, str):
+        searchers = searchers.split(",")
+    arrows = ", ".join(f"{LABELS[o]} {'↑' if s == 'max' else '↓'}" for o, s in objectives.items())
+    lines = [f"# Search run {run_id}", ""]
+    lines += [f"- space: {_describe(config.get('space', '?'))}", f"- data: {_describe(config.get('data', '?'))}"]
+    lines += [f"- searchers: {', '.join(map(str, searchers))}", f"- objectives: {arrows}", ""]
+    lines += ["## Budget", ""] + (_bullets(budget) or ["- (not given)"]) + [""]
+    lines += ["## Evaluations", "", _markdown_table(_status_counts(records)), ""]
+    lines += [f"## Pareto front ({arrows})", ""]
+    if front.empty:
+        lines += ["No successful evaluations, so no front.", ""]
+    else:
+        lines += [f"{len(front)} architectures; `nasbench export {run_id} --arch ID` exports one.", ""]
+        lines += [_markdown_table(_front_display(front, objectives)), ""]
+    ref_text = ", ".join(f"{LABELS[o]} = {_fmt_value(o, reference[o])}" for o in objectives)
+    lines += ["## Hypervolume", "", f"Reference point: {ref_text}. Normalized: hypervolume divided by the"]
+    lines += ["volume of the box between the reference point and the ideal one (accuracy 1, costs 0).", ""]
+    if not ok.empty:
+        table = hypervolume_table(ok, objectives, reference)
+        table["hypervolume"] = table["hypervolume"].map(lambda v: f"{v:.4g}")
+        table["normalized"] = table["normalized"].map(lambda v: f"{v:.4f}")
+        lines += [_markdown_table(table), ""]
+    return "\n".join(lines)
+
+
+def _status_counts(records: pd.DataFrame) -> pd.DataFrame:
+    counts = pd.crosstab(records["searcher"], records["status"]).reindex(columns=["ok", "failed", "infeasible"])
+    counts = counts.fillna(0).astype(int)
+    counts.loc["all"] = counts.sum()
+    counts["total"] = counts.sum(axis=1)
+    return counts.reset_index().rename(columns={"index": "searcher"})
+
+
+def _front_display(front: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
+    shown = pd.DataFrame({"arch id": front["arch_id"], "searcher": front["searcher"], "trial": front["trial"]})
+    shown["acc"] = front["acc"].map(lambda v: f"{v:.4f}")
+    shown["MACs"] = front["macs"].map(human_count)
+    shown["params"] = front["params"].map(human_count)
+    if "latency" in objectives or front["latency"].notna().any():
+        shown["latency ms"] = front["latency"].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+    shown["arch"] = front["arch"].map(lambda a: f"`{a}`")
+    return shown
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    # Hand-written: DataFrame.to_markdown needs tabulate, which nasbench does not depend on.
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def _bullets(data: Mapping[str, Any], indent: str = "") -> list[str]:
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            lines += [f"{indent}- {key}:"] + _bullets(value, indent + "  ")
+        else:
+            lines.append(f"{indent}- {key}: {value}")
+    return lines
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Mapping):
+        name = value.get("name", "?")
+        rest = ", ".join(f"{k} {v}" for k, v in value.items() if k != "name" and not isinstance(v, (dict, list)))
+        return f"{name} ({rest})" if rest else str(name)
+    return str(value)
+
+
+def _fmt_value(objective: str, value: float) -> str:
+    if objective in ("macs", "params"):
+        return human_count(value)
+    return f"{value:g}"

@@ -1,0 +1,338 @@
+"""The search run folder: its configuration, its records, and the guarantees a resumed run relies on.
+
+::
+
+    RUN/config.json        the run's full configuration, written once when the run is created
+    RUN/records.jsonl      the journal: one line per evaluated architecture, fsync'ed (the source of truth)
+    RUN/records.parquet    the same records as Parquet, replaced atomically at checkpoints and at the end
+    RUN/pareto.csv         the front; pareto.png its plot; summary.md the run in a page (write_outputs)
+    RUN/supernet/          suggested home of the supernet training folder (nasbench.training's own rules)
+    RUN/ray/, RUN/optuna.sqlite3   suggested homes of Ray's temporary files and the Optuna study
+    RUN/.lock              held (flock) by the one process that writes the run
+
+``RunDir.create`` starts a run, ``RunDir.resume`` continues one (refusing a different configuration), and
+``RunDir.open`` reads one, finished or still running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from nasbench.errors import NasbenchError
+from nasbench.runs.records import Journal, Record, records_frame
+
+try:  # POSIX; elsewhere the single-writer rule is simply not enforced
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+DEFAULT_ROOT = Path("results/runs")
+CONFIG_FILE = "config.json"
+JOURNAL_FILE = "records.jsonl"
+PARQUET_FILE = "records.parquet"
+LOCK_FILE = ".lock"
+RUN_KIND = "nasbench search run"
+FORMAT = 1
+
+
+def make_run_id(space: str, data: str, now: datetime | None = None, suffix: str | None = None) -> str:
+    """``20261122-193000-efficientnet-cifar10-ab12``: local time, space, data and 4 random hex digits (so
+    two runs started in the same second do not collide)."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{_slug(space)}-{_slug(data)}-{suffix or secrets.token_hex(2)}"
+
+
+def _slug(text: str) -> str:
+    """The last part of a name or path, in lower-case letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", Path(str(text)).name.lower()).strip("-") or "x"
+
+
+def resolve_run(run: str | os.PathLike, root: Path = DEFAULT_ROOT) -> Path:
+    """A run given as a path, or as a bare run id under ``root``."""
+    path = Path(run)
+    if not path.exists() and (Path(root) / path).exists():
+        return Path(root) / path
+    return path
+
+
+def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration as JSON gives it back (tuples become lists), so stored and new ones compare."""
+    return json.loads(json.dumps(dict(config)))
+
+
+def first_difference(old: Any, new: Any, path: str = "") -> str | None:
+    """The first key whose value differs, as ``key: old there, new now``; ``None`` when equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if old == new else f"{path}: {old!r} there, {new!r} now"
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a new file's directory entry durable (it matters on power loss, not for a killed process)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RunDir:
+    """One search run's folder. Make one with ``create``, ``resume`` (both writable: they hold the run's
+    lock) or ``open`` (read-only). A writable ``RunDir`` is the run's only writer; close it (or use it as a
+    context manager) to release the lock, which the OS also releases if the process dies."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], *, lock: IO[str] | None = None) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        self.journal = Journal(self.path / JOURNAL_FILE)
+        self._lock = lock
+        self._trials: dict[str, set[int]] | None = None  # writer's index, built once from the journal
+        self._arches: set[tuple[str, str]] = set()
+        self._appending = threading.Lock()  # check-then-append stays atomic if callbacks run on threads
+
+    # --- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        out: str | os.PathLike | None = None,
+        root: str | os.PathLike = DEFAULT_ROOT,
+        run_id: str | None = None,
+    ) -> RunDir:
+        """Start a run in ``out`` (or ``root/<run-id>``), which must be missing or empty. The run id is
+        made from ``config["space"]`` and ``config["data"]`` unless given."""
+        config = _plain(config)
+        run_id = run_id or make_run_id(_name(config.get("space")), _name(config.get("data")))
+        path = Path(out) if out is not None else Path(root) / run_id
+        if path.exists() and not path.is_dir():
+            raise NasbenchError(f"{path} is a file, not a folder; give a folder for the run")
+        if path.is_dir() and any(path.iterdir()):
+            hint = "pass --resume to continue it" if (path / CONFIG_FILE).is_file() else "choose another folder"
+            raise NasbenchError(f"{path} is not empty; {hint}")
+        path.mkdir(parents=True, exist_ok=True)
+        lock = _acquire_lock(path)
+        meta = {"kind": RUN_KIND, "format": FORMAT, "run_id": run_id, "created_at": time.time(), "config": config}
+        _write_json_atomic(path / CONFIG_FILE, meta)
+        (path / JOURNAL_FILE).touch()
+        _fsync_dir(path)
+        return cls(path, meta, lock=lock)
+
+    @classmethod
+    def open(cls, run: str | os.PathLike, *, root: str | os.PathLike = DEFAULT_ROOT) -> RunDir:
+        """Read a run (a path, or a run id under ``root``), finished or still running; writes nothing."""
+        path = resolve_run(run, Path(root))
+        return cls(path, read_meta(path))
+
+    @classmethod
+    def resume(
+        cls,
+        run: str | os.PathLike,
+        config: Mapping[str, Any] | None = None,
+        *,
+        root: str | os.PathLike = DEFAULT_ROOT,
+    ) -> RunDir:
+        """Continue a run. With ``config``, it must equal the stored one (the error names the first key that
+        differs). A torn last journal line, left by a kill, is cut off so the next record starts cleanly."""
+        path = resolve_run(run, Path(root))
+        meta = read_meta(path)
+        if config is not None:
+            difference = first_difference(meta["config"], _plain(config))
+            if difference:
+                raise NasbenchError(
+                    f"--resume {path}: that run has a different configuration ({difference}); "
+                    "repeat its settings or drop them to take the stored ones"
+                )
+        lock = _acquire_lock(path)
+        rundir = cls(path, meta, lock=lock)
+        rundir.journal.cut_torn_tail()
+        return rundir
+
+    def close(self) -> None:
+        """Release the writer's lock; the object can still read."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- identity and layout ------------------------------------------------------------------------
+    @property
+    def run_id(self) -> str:
+        return self.meta["run_id"]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+    @property
+    def writable(self) -> bool:
+        return self._lock is not None
+
+    @property
+    def supernet_dir(self) -> Path:
+        return self.path / "supernet"
+
+    @property
+    def ray_dir(self) -> Path:
+        return self.path / "ray"
+
+    @property
+    def optuna_db(self) -> Path:
+        return self.path / "optuna.sqlite3"
+
+    # --- records ------------------------------------------------------------------------------------
+    def append(self, record: Record | Mapping[str, Any]) -> None:
+        """Add one record (a ``Record``, or a mapping of its fields); when this returns, the record survives
+        any kill. A second record of the same ``(searcher, trial)`` is refused (ValueError): a resumed run
+        must not repeat an evaluation."""
+        if not isinstance(record, Record):
+            record = Record(**record)
+        if not self.writable:
+            raise RuntimeError(f"{self.path} was opened read-only; use RunDir.create or RunDir.resume to write")
+        if record.run_id and record.run_id != self.run_id:
+            raise ValueError(f"record belongs to run {record.run_id!r}, not {self.run_id!r}")
+        with self._appending:
+            trials = self._index()
+            if record.trial in trials.get(record.searcher, ()):
+                raise ValueError(f"trial {record.trial} of searcher {record.searcher!r} is already recorded")
+            self.journal.append(replace(record, run_id=self.run_id).to_row())
+            trials.setdefault(record.searcher, set()).add(record.trial)
+            self._arches.add((record.searcher, record.arch_id))
+
+    def records(self) -> pd.DataFrame:
+        """Every record, one row each, with the schema's columns and dtypes (``records.SCHEMA``). Read from
+        the journal, so it includes what a running search has recorded so far."""
+        if not self.journal.path.exists() and (self.path / PARQUET_FILE).exists():
+            return records_frame(pd.read_parquet(self.path / PARQUET_FILE).to_dict("records"))
+        return records_frame(self.journal.read())
+
+    def completed_trials(self, searcher: str) -> set[int]:
+        """Trial numbers of ``searcher`` already recorded, whatever their status."""
+        return set(self._index().get(searcher, set()))
+
+    def next_trial(self, searcher: str) -> int:
+        """One more than the largest trial number ``searcher`` has recorded (0 for none)."""
+        done = self._index().get(searcher)
+        return max(done) + 1 if done else 0
+
+    def has_evaluated(self, arch_id: str, searcher: str) -> bool:
+        """Whether ``searcher`` has a record of ``arch_id`` (ok, failed or infeasible)."""
+        self._index()
+        return (searcher, arch_id) in self._arches
+
+    def _index(self) -> dict[str, set[int]]:
+        """Trials per searcher; cached by the writer (the only one appending), re-read by readers."""
+        if self._trials is not None and self.writable:
+            return self._trials
+        trials: dict[str, set[int]] = {}
+        self._arches = set()
+        for row in self.journal.read():
+            trials.setdefault(row["searcher"], set()).add(int(row["trial"]))
+            self._arches.add((row["searcher"], row["arch_id"]))
+        self._trials = trials
+        return trials
+
+    # --- materialized outputs -----------------------------------------------------------------------
+    def checkpoint(self) -> Path:
+        """Rewrite ``records.parquet`` from the journal, atomically (readers see the old or the new file)."""
+        target = self.path / PARQUET_FILE
+        tmp = self.path / f".{PARQUET_FILE}.tmp"
+        self.records().to_parquet(tmp, engine="pyarrow", index=False)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        return target
+
+    def write_outputs(
+        self,
+        objectives: Sequence[str] = ("acc", "macs"),
+        *,
+        budget: Mapping[str, Any] | None = None,
+        reference: Mapping[str, float] | None = None,
+    ) -> dict[str, Path]:
+        """Write records.parquet, pareto.csv, pareto.png and summary.md; returns their paths by name.
+
+        ``objectives`` among acc, macs, params, latency (measured where present, else predicted);
+        ``budget`` is shown in the summary as given (e.g. the budget and what each phase spent);
+        ``reference`` is the hypervolume reference point (default: acc 0, costs 1.1 x the largest seen).
+        """
+        from nasbench.runs.outputs import write_outputs  # matplotlib loads only when outputs are written
+
+        paths = {"records": self.checkpoint()}
+        paths.update(write_outputs(self, objectives, budget=budget, reference=reference))
+        return paths
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The stored ``config.json`` of the run in ``path``; ``NasbenchError`` when it is not a run."""
+    path = Path(path)
+    if not path.exists():
+        raise NasbenchError(f"run folder {path} does not exist")
+    if not path.is_dir():
+        raise NasbenchError(f"{path} is a file, not a run folder")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise NasbenchError(f"{path} is not a nasbench search run: it has no {CONFIG_FILE}")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NasbenchError(f"{config_path} cannot be read as JSON ({e}); the run folder is damaged") from None
+    if not isinstance(meta, dict) or meta.get("kind") != RUN_KIND or not isinstance(meta.get("config"), dict):
+        raise NasbenchError(f"{path} is not a nasbench search run: {config_path} is not a search run's configuration")
+    if meta.get("format") != FORMAT:
+        raise NasbenchError(f"{path} was written in run format {meta.get('format')!r}; this nasbench reads {FORMAT}")
+    return meta
+
+
+def _acquire_lock(path: Path) -> IO[str]:
+    """Hold ``RUN/.lock`` exclusively, so two processes never append to one run (which could repeat trials)."""
+    f = open(path / LOCK_FILE, "a+")  # noqa: SIM115 (held open for the life of the RunDir)
+    if fcntl is not None:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise NasbenchError(
+                f"run {path} is in use by another nasbench process; wait for it to finish or stop it first"
+            ) from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _name(value: Any) -> str:
+    """A space or data entry of a config as a short name (``{"name": ...}`` or a plain value)."""
+    if isinstance(value, Mapping):
+        value = value.get("name", "")
+    return Path(str(value)).stem if value else "run"
