@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nasbench import runs_cli
+from nasbench import runs_cli, training_cli
 from nasbench.counting import count
 from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace, load_space, shipped_spaces
@@ -31,6 +31,7 @@ arch_app = typer.Typer(help="Inspect architectures.", no_args_is_help=True)
 app.add_typer(spaces_app, name="spaces")
 app.add_typer(arch_app, name="arch")
 app.add_typer(runs_cli.app)  # nasbench pareto RUN
+app.add_typer(training_cli.app)  # nasbench train-supernet ...
 
 console = Console()
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")

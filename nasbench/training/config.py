@@ -1,0 +1,80 @@
+"""``TrainConfig``: the supernet-training recipe, one field per choice, each with the reason for its default."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from nasbench.errors import NasbenchError
+
+OPTIMIZERS = ("sgd-nesterov", "adamw")
+DEFAULT_LR = {"sgd-nesterov": 0.05, "adamw": 2e-3}
+DEFAULT_WEIGHT_DECAY = {"sgd-nesterov": 5e-4, "adamw": 0.05}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a supernet is trained. ``None`` means "the default for the chosen optimizer" (lr, weight decay) or
+    "a share of the run" (warm-up); the run folder records the resolved values."""
+
+    batch_size: int = 64  # images per step; every subnet of the sandwich sees the same batch (BigNAS)
+    lr: float | None = None  # peak learning rate after warm-up; None: 0.05 for SGD, 2e-3 for AdamW
+    optimizer: str = "sgd-nesterov"  # OFA and BigNAS train supernets with SGD-Nesterov; AdamW suits attention
+    momentum: float = 0.9  # SGD momentum, or AdamW's beta1
+    weight_decay: float | None = None  # on conv/linear weights only; None: 5e-4 for SGD, 0.05 for AdamW
+    warmup_steps: int | None = None  # linear warm-up from ~0 to the peak lr; None: 5% of the run's steps
+    label_smoothing: float = 0.1  # on the largest subnet's hard-label loss only; the others distil (BigNAS)
+    num_random: int = 2  # random subnets per step between the largest and the smallest (OFA, BigNAS: 2)
+    kd_temperature: float = 1.0  # softening of the largest subnet's soft labels; BigNAS distils at 1
+    checkpoint_every: int = 200  # steps between checkpoints (one is always written at the end)
+    bn_batches: int = 16  # training batches that re-estimate BN statistics before a subnet is evaluated
+    channels_last: bool = True  # NHWC: faster depthwise and 1x1 convs with oneDNN (CPU) and cuDNN (GPU)
+    bf16: bool = True  # bf16 autocast on CUDA (no loss scaling needed); CPU always runs float32
+    reorder_every: int = 500  # steps between OFA's importance re-ordering of hidden channels; 0 = never
+    dynconv_temperature: float = 30.0  # initial softmax temperature of dynamic convs, annealed to 1 (Chen et al.)
+    dynconv_anneal: float = 0.1  # share of the run over which that temperature falls linearly to 1
+    val_fraction: float = 0.1  # share of the training split held out for validation; never trained on
+    timing_steps: int = 10  # steps timed (then undone) to turn a time budget into a fixed step count
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise NasbenchError(f"optimizer {self.optimizer!r} is not known; valid are {', '.join(OPTIMIZERS)}")
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
+        if self.weight_decay is None:
+            object.__setattr__(self, "weight_decay", DEFAULT_WEIGHT_DECAY[self.optimizer])
+        _check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise NasbenchError(f"training config has unknown fields {unknown}; valid are {sorted(known)}")
+        return cls(**d)
+
+
+def _check(c: TrainConfig) -> None:
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise NasbenchError(f"training config: {name} must be {what}, got {getattr(c, name)!r}")
+
+    positive_ints = ("batch_size", "bn_batches", "checkpoint_every", "timing_steps")
+    for name in positive_ints:
+        value = getattr(c, name)
+        need(isinstance(value, int) and value >= 1, name, "a positive integer")
+    for name in ("num_random", "reorder_every"):
+        value = getattr(c, name)
+        need(isinstance(value, int) and value >= 0, name, "a non-negative integer")
+    need(c.warmup_steps is None or c.warmup_steps >= 0, "warmup_steps", "a non-negative integer or None")
+    need(c.lr > 0, "lr", "positive")
+    need(c.weight_decay >= 0, "weight_decay", "non-negative")
+    need(0 <= c.momentum < 1, "momentum", "in [0, 1)")
+    need(0 <= c.label_smoothing < 1, "label_smoothing", "in [0, 1)")
+    need(c.kd_temperature > 0, "kd_temperature", "positive")
+    need(c.dynconv_temperature >= 1, "dynconv_temperature", "at least 1")
+    need(0 <= c.dynconv_anneal <= 1, "dynconv_anneal", "in [0, 1]")
+    need(0 < c.val_fraction < 1, "val_fraction", "in (0, 1)")

@@ -1,0 +1,141 @@
+"""The training run folder: what it holds, and whether a command may start or resume a run in it.
+
+::
+
+    RUN_DIR/train_config.json    identity (space, data, budget, seed, recipe), environment, step plan
+    RUN_DIR/checkpoint.pt        the latest checkpoint (replaced atomically)
+    RUN_DIR/train_result.json    written when training reaches its last step
+    RUN_DIR/supernet_eval.json   written by the CLI: largest and smallest subnets after BN recalibration
+
+A run's *identity* is everything that decides its result; a folder that holds a run with another identity
+is refused rather than overwritten or silently mixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasbench.budget import Budget
+from nasbench.data import DeviceData, ImageDataset
+from nasbench.errors import NasbenchError
+from nasbench.spaces import SearchSpace
+from nasbench.training.config import TrainConfig
+
+CONFIG_FILE = "train_config.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+RESULT_FILE = "train_result.json"
+EVAL_FILE = "supernet_eval.json"
+RUN_KIND = "nasbench supernet training"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary file + ``os.replace``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def space_identity(space: SearchSpace) -> dict[str, str]:
+    """Name plus a hash of every choice, so an edited YAML file under the same name counts as different."""
+    body = dataclasses.replace(space, source="", description="")
+    return {"name": space.name, "sha1": hashlib.sha1(repr(body).encode()).hexdigest()[:12]}
+
+
+def data_identity(ds: ImageDataset, train: DeviceData, val: DeviceData) -> dict[str, Any]:
+    digest = hashlib.sha1(np.ascontiguousarray(ds.train_y).tobytes())
+    digest.update(memoryview(np.ascontiguousarray(ds.train_x)).cast("B"))  # ~0.2 s for CIFAR's 150 MB
+    return {
+        "name": ds.name,
+        "classes": ds.num_classes,
+        "image_size": list(ds.image_size),
+        "train": len(train),
+        "val": len(val),
+        "sha1": digest.hexdigest()[:12],
+    }
+
+
+def run_identity(
+    space: SearchSpace, data: dict[str, Any], budget: Budget, seed: int, config: TrainConfig
+) -> dict[str, Any]:
+    return {
+        "kind": RUN_KIND,
+        "space": space_identity(space),
+        "data": data,
+        "budget": str(budget),
+        "seed": seed,
+        "config": config.to_dict(),
+    }
+
+
+def environment(device: torch.device, config: TrainConfig) -> dict[str, Any]:
+    """Where and how the run computes; recorded beside the identity, not part of it."""
+    cuda = device.type == "cuda"
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "channels_last": config.channels_last,
+        "autocast": "bf16" if cuda and config.bf16 else "off (float32)",
+    }
+
+
+def open_run(out_dir: Path, identity: dict[str, Any], *, resume: bool) -> dict[str, Any] | None:
+    """The record of the run already in ``out_dir`` if this command may continue it, else ``None`` for a
+    new run. Creates nothing; raises ``NasbenchError`` when the folder holds something else."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NasbenchError(f"--out {out_dir} is a file, not a folder; give a folder for the run")
+    record_path = out_dir / CONFIG_FILE
+    if not record_path.is_file():
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            raise NasbenchError(f"--out {out_dir} is not empty and holds no supernet training run; choose another")
+        if resume:
+            raise NasbenchError(f"--resume: {out_dir} holds no training run to resume; drop --resume to start one")
+        return None
+    record = read_record(record_path)
+    difference = _first_difference(record.get("identity", {}), identity)
+    if difference:
+        raise NasbenchError(
+            f"--out {out_dir} holds a different run ({difference}); choose another folder, "
+            "or repeat that run's settings with --resume"
+        )
+    if not resume:
+        raise NasbenchError(f"--out {out_dir} already holds this run; pass --resume to continue it")
+    return record
+
+
+def existing_record(out_dir: Path) -> dict[str, Any] | None:
+    """The record of the training run in ``out_dir``, or ``None`` when it holds none."""
+    path = Path(out_dir) / CONFIG_FILE
+    return read_record(path) if path.is_file() else None
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise NasbenchError(f"{path} cannot be read as JSON ({e}); the run folder is damaged") from None
+    if not isinstance(record, dict) or record.get("identity", {}).get("kind") != RUN_KIND:
+        raise NasbenchError(f"{path} is not a supernet training record; choose another --out")
+    return record
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
+    """The first key whose value differs, as ``key: old there, new now``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if old == new else f"{path}: {old!r} there, {new!r} now"

@@ -1,0 +1,90 @@
+"""One supernet training step under the sandwich rule with in-place distillation (Yu et al., BigNAS 2020).
+
+Per step: the largest subnet learns from the labels (with label smoothing); the smallest and N random
+subnets learn from the largest subnet's soft labels, detached so no gradient flows into the teacher.
+Every subnet runs at its own resolution (the batch is fetched at the largest and resized down,
+antialiased); the gradients of all of them accumulate before one optimizer step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nasbench.arch import Arch
+from nasbench.data.augment import resize
+from nasbench.spaces import SearchSpace
+
+
+def sandwich_archs(space: SearchSpace, rng: random.Random, num_random: int) -> list[Arch]:
+    """The subnets of one step: largest first (the teacher), then the smallest, then ``num_random`` samples."""
+    return [space.largest(), space.smallest(), *(space.sample(rng) for _ in range(num_random))]
+
+
+def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """Cross-entropy against the teacher's softened probabilities; the teacher is detached here, always.
+
+    Scaled by ``temperature**2`` so its gradient keeps the same magnitude at any temperature (Hinton et al.).
+    """
+    target = F.softmax(teacher_logits.detach().float() / temperature, dim=1)
+    log_probs = F.log_softmax(student_logits.float() / temperature, dim=1)
+    return -(target * log_probs).sum(1).mean() * temperature**2
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when asked; a no-op elsewhere (CPU trains in float32)."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def at_resolution(images: Tensor, resolution: int, channels_last: bool) -> Tensor:
+    x = resize(images, resolution)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@dataclass(frozen=True)
+class StepLosses:
+    """Detached losses of one step (tensors, so reading them is the caller's choice of sync point)."""
+
+    largest: Tensor  # the largest subnet's label loss
+    total: Tensor  # the sum over all subnets, which is what was back-propagated
+
+
+def sandwich_step(
+    net: nn.Module,
+    archs: list[Arch],
+    images: Tensor,
+    labels: Tensor,
+    *,
+    optimizer: torch.optim.Optimizer,
+    label_smoothing: float = 0.1,
+    kd_temperature: float = 1.0,
+    channels_last: bool = False,
+    bf16: bool = False,
+) -> StepLosses:
+    """Forward and backward every subnet in ``archs`` (the first is the teacher), then one optimizer step."""
+    optimizer.zero_grad(set_to_none=True)
+    cast = autocast(images.device, bf16)
+    teacher_logits: Tensor | None = None
+    largest = total = images.new_zeros(())
+    for i, arch in enumerate(archs):
+        net.set_active(arch)
+        x = at_resolution(images, arch.resolution, channels_last)
+        with cast:
+            logits = net(x)
+        if i == 0:
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+            teacher_logits = logits.detach()
+            largest = loss.detach()
+        else:
+            loss = distillation_loss(logits, teacher_logits, kd_temperature)
+        loss.backward()
+        total = total + loss.detach()
+    optimizer.step()
+    return StepLosses(largest=largest, total=total)

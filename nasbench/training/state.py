@@ -1,0 +1,140 @@
+"""Everything a killed training needs to go on exactly where it was: batch stream, RNG states, checkpoints.
+
+A checkpoint holds plain tensors, numbers, strings and lists only, so it loads with
+``torch.load(weights_only=True)`` (no pickled code runs from a run folder). It is written to a temporary
+file beside the target and moved over it with ``os.replace``, so a kill at any moment leaves either the
+previous checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nasbench.data import DeviceData
+from nasbench.errors import NasbenchError
+
+CHECKPOINT_FORMAT = 1
+
+
+class BatchStream:
+    """Endless augmented training batches, epoch after epoch, resumable in the middle of an epoch.
+
+    Its state is the data generator's state at the start of the current epoch plus the number of batches
+    taken since; restoring replays those batches' draws (the shuffle and the augmentation), so the next
+    batch is the one an uninterrupted run would have got.
+    """
+
+    def __init__(
+        self, data: DeviceData, batch_size: int, resolution: int, *, seed: int, channels_last: bool = False
+    ) -> None:
+        self.data, self.batch_size, self.resolution, self.channels_last = data, batch_size, resolution, channels_last
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        # train_batches draws nothing until its first batch is asked for, so this is the epoch's start state
+        self._epoch_state = self.generator.get_state()
+        self._batches: Iterator = self.data.train_batches(
+            self.batch_size, self.resolution, generator=self.generator, channels_last=self.channels_last
+        )
+        self.position = 0
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            self.epoch += 1
+            self._start_epoch()
+            batch = next(self._batches)
+        self.position += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "position": self.position, "epoch_state": self._epoch_state.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["epoch_state"])
+        self._start_epoch()
+        self.epoch = int(state["epoch"])
+        for _ in range(int(state["position"])):
+            next(self._batches)
+        self.position = int(state["position"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (model initialisation draws from torch's)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def capture_rng() -> dict[str, Any]:
+    """The global generators' states as checkpoint-safe values (tensors, ints, lists)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {
+        "python": _random_state(random.getstate()),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(_python_state(state["python"]))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _random_state(state: tuple) -> list:
+    """``random.Random.getstate()`` as a list (version, internal state, gauss) for the checkpoint."""
+    version, internal, gauss = state
+    return [version, torch.tensor(internal, dtype=torch.int64), gauss]
+
+
+def _python_state(saved: list) -> tuple:
+    version, internal, gauss = saved
+    return version, tuple(int(v) for v in internal.tolist()), gauss
+
+
+def sampler_state(rng: random.Random) -> list:
+    return _random_state(rng.getstate())
+
+
+def load_sampler_state(rng: random.Random, saved: list) -> None:
+    rng.setstate(_python_state(saved))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file, flushed to disk, then ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint`` (tensors and plain values only)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, without a traceback
+        raise NasbenchError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}); it is not a nasbench checkpoint"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise NasbenchError(f"checkpoint {path} is not a nasbench training checkpoint (format {CHECKPOINT_FORMAT})")
+    return state

@@ -1,0 +1,195 @@
+"""``nasbench train-supernet``: train a space's supernet on a dataset within a budget, then validate the
+largest and smallest subnets (after BN recalibration).
+
+``app`` holds the one command; ``nasbench.cli`` adds it to the main CLI. A ``NasbenchError`` (bad input)
+prints one line on stderr and exits with code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nasbench.budget import parse_budget
+from nasbench.data import load_dataset
+from nasbench.errors import NasbenchError
+from nasbench.spaces import load_space
+from nasbench.training import TrainConfig, evaluate, train_supernet
+from nasbench.training.config import OPTIMIZERS
+from nasbench.training.loop import TrainResult
+from nasbench.training.rundir import EVAL_FILE, existing_record, write_json
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+# Recipe options: None means "not given" (the TrainConfig default, or the resumed run's value).
+RECIPE = {
+    "batch_size": typer.Option(None, "--batch-size", help="Images per step (every subnet sees the batch)."),
+    "lr": typer.Option(None, "--lr", help="Peak learning rate (default: 0.05 SGD, 2e-3 AdamW)."),
+    "optimizer": typer.Option(None, "--optimizer", help=f"One of {', '.join(OPTIMIZERS)}."),
+    "weight_decay": typer.Option(None, "--weight-decay", help="On conv/linear weights; norms and biases get none."),
+    "warmup_steps": typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default: 5% of the run)."),
+    "num_random": typer.Option(None, "--num-random", help="Random subnets per step besides largest and smallest."),
+    "label_smoothing": typer.Option(None, "--label-smoothing", help="On the largest subnet's label loss."),
+    "kd_temperature": typer.Option(None, "--kd-temperature", help="Softening of the distilled soft labels."),
+    "reorder_every": typer.Option(None, "--reorder-every", help="Steps between channel re-orderings; 0 = never."),
+    "channels_last": typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory format."),
+    "bf16": typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on CUDA (CPU is always float32)."),
+    "checkpoint_every": typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
+    "bn_batches": typer.Option(None, "--bn-batches", help="Training batches for BN recalibration."),
+    "val_fraction": typer.Option(None, "--val-fraction", help="Share of training images held out for validation."),
+}
+
+
+@app.command("train-supernet")
+def train_supernet_command(
+    space: str = typer.Option(None, "--space", "-s", help="A shipped space name or a YAML file."),
+    data: str = typer.Option(None, "--data", "-d", help="digits, cifar10, cifar100, an ImageFolder tree or .npz."),
+    budget: str = typer.Option(None, "--budget", "-b", help="Time (10min, 2h, 1gpu-h), 500steps or 3epochs."),
+    out: Path = typer.Option(..., "--out", "-o", help="The run folder (created; --resume continues it)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    seed: int = typer.Option(None, "--seed", help="Seeds weights, data order, augmentation, subnets (default 0)."),
+    batch_size: int = RECIPE["batch_size"],
+    lr: float = RECIPE["lr"],
+    optimizer: str = RECIPE["optimizer"],
+    weight_decay: float = RECIPE["weight_decay"],
+    warmup_steps: int = RECIPE["warmup_steps"],
+    num_random: int = RECIPE["num_random"],
+    label_smoothing: float = RECIPE["label_smoothing"],
+    kd_temperature: float = RECIPE["kd_temperature"],
+    reorder_every: int = RECIPE["reorder_every"],
+    channels_last: bool = RECIPE["channels_last"],
+    bf16: bool = RECIPE["bf16"],
+    checkpoint_every: int = RECIPE["checkpoint_every"],
+    bn_batches: int = RECIPE["bn_batches"],
+    val_fraction: float = RECIPE["val_fraction"],
+    device: str = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when there is one)."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (on stderr)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
+) -> None:
+    """Train a supernet (sandwich rule, in-place distillation), then validate its largest and smallest subnets.
+
+    With --resume, options left out are taken from the run in --out; options given must match it.
+    """
+    recipe = {k: v for k, v in locals().items() if k in RECIPE and v is not None}
+    try:
+        args = _resolve_args(out, resume, space, data, budget, seed, recipe)
+        summary = _train_and_evaluate(out, resume, args, device, threads, progress)
+    except NasbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: --out {out} --resume", file=sys.stderr)
+        raise typer.Exit(130) from None
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        _print_summary(summary)
+
+
+def _resolve_args(
+    out: Path, resume: bool, space: str | None, data: str | None, budget: str | None, seed: int | None, recipe: dict
+) -> dict[str, Any]:
+    """The run's settings: those given, and with --resume those of the run being resumed for the rest."""
+    record = existing_record(out) if resume else None
+    saved = record["identity"] if record else {}
+    origin = record.get("origin", {}) if record else {}
+    args = {
+        "space": space or origin.get("space"),
+        "data": data or origin.get("data"),
+        "budget": budget or saved.get("budget"),
+        "seed": seed if seed is not None else saved.get("seed", 0),
+    }
+    for name in ("space", "data", "budget"):
+        if args[name] is None:
+            raise NasbenchError(f"--{name} is required (or --resume a run in --out that records it)")
+    args["config"] = TrainConfig.from_dict({**saved.get("config", {}), **recipe})
+    return args
+
+
+def _train_and_evaluate(
+    out: Path, resume: bool, args: dict[str, Any], device: str | None, threads: int | None, progress: bool
+) -> dict[str, Any]:
+    space = load_space(args["space"])
+    budget = parse_budget(args["budget"])
+    dev = _device(device)
+    if threads is not None:
+        if threads < 1:
+            raise NasbenchError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    dataset = load_dataset(args["data"])
+    config: TrainConfig = args["config"]
+    result = train_supernet(
+        space,
+        dataset,
+        budget,
+        out,
+        config=config,
+        seed=args["seed"],
+        device=dev,
+        resume=resume,
+        progress=progress,
+        origin={"space": args["space"], "data": args["data"]},
+    )
+    summary = _evaluate_extremes(result, space, config, args["seed"])
+    summary.update(run=str(out), space=space.name, data=dataset.name, budget=str(budget), steps=result.steps)
+    summary["note"] = result.note
+    write_json(out / EVAL_FILE, summary)
+    return summary
+
+
+def _device(device: str | None) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise NasbenchError(f"--device {device!r} is not a device; use cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NasbenchError(f"--device {device}: no CUDA device is available here; use cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise NasbenchError(f"--device {device}: only cpu and cuda are supported")
+    return dev
+
+
+def _evaluate_extremes(result: TrainResult, space: Any, config: TrainConfig, seed: int) -> dict[str, Any]:
+    """Largest and smallest subnets, each after BN recalibration on the same seeded training batches."""
+    summary: dict[str, Any] = {"bn_batches": config.bn_batches, "val_images": len(result.val)}
+    for name, arch in (("largest", space.largest()), ("smallest", space.smallest())):
+        figures = evaluate(
+            result.supernet,
+            arch,
+            result.train,
+            result.val,
+            bn_batches=config.bn_batches,
+            batch_size=config.batch_size,
+            seed=seed,
+            channels_last=config.channels_last,
+            bf16=config.bf16,
+        )
+        summary[name] = figures.to_dict()
+    return summary
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(
+        title=f"{summary['space']} supernet on {summary['data']}, {summary['steps']} steps: validation "
+        f"({summary['val_images']} images) after BN recalibration on {summary['bn_batches']} batches"
+    )
+    for col in ("subnet", "resolution", "top-1", "loss", "id"):
+        table.add_column(col, justify="left" if col in ("subnet", "id") else "right")
+    for name in ("largest", "smallest"):
+        r = summary[name]
+        table.add_row(name, str(r["resolution"]), f"{100 * r['top1']:.2f}%", f"{r['loss']:.3f}", r["arch_id"])
+    console.print(table)
+    if summary.get("note"):
+        console.print(summary["note"])
+    console.print(f"run folder: {summary['run']} ({EVAL_FILE})")

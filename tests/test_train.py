@@ -1,0 +1,385 @@
+"""Supernet training: the sandwich step, weight decay groups, BN recalibration, checkpoints and resume, CLI.
+
+Everything runs the real ``Supernet`` of a copy of the ``tiny`` space restricted to resolutions 12 and 16,
+on ``digits``, batch 32, a dozen steps, one CPU thread (bitwise-reproducible and fast on busy cores).
+"""
+
+import copy
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from importlib import resources
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import typer
+from torch import nn
+from typer.testing import CliRunner
+
+from nasbench import load_space
+from nasbench.budget import BudgetClock, parse_budget
+from nasbench.data import DeviceData, load_dataset
+from nasbench.data.augment import resize
+from nasbench.errors import NasbenchError
+from nasbench.supernet import Supernet
+from nasbench.training import (
+    TrainConfig,
+    distillation_loss,
+    evaluate,
+    make_optimizer,
+    param_groups,
+    recalibrate_bn,
+    sandwich_archs,
+    sandwich_step,
+    train_supernet,
+    warmup_cosine,
+)
+from nasbench.training.evaluate import accuracy
+from nasbench.training.loop import plan_steps
+from nasbench.training.optim import dynconv_temperature, reorder_channels, set_temperature
+from nasbench.training.state import BatchStream, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from nasbench.training_cli import app
+
+CONFIG = TrainConfig(batch_size=32, num_random=1, checkpoint_every=3, bn_batches=4, reorder_every=4)
+STEPS = 9
+CLI_RECIPE = ["--batch-size", "32", "--num-random", "1", "--checkpoint-every", "3", "--bn-batches", "4"]
+CLI_RECIPE += ["--reorder-every", "4"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def space_path(tmp_path_factory):
+    text = (resources.files("nasbench.search_spaces") / "tiny.yaml").read_text()
+    text = text.replace("resolution: [16, 24, 32]", "resolution: [12, 16]")
+    text = text.replace(
+        "tiny_ref: {width: 1.0, depth: 1.0, resolution: 32}", "tiny_ref: {width: 1.0, depth: 1.0, resolution: 16}"
+    )
+    path = tmp_path_factory.mktemp("space") / "tiny16.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def space(space_path):
+    return load_space(space_path)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, space_path, space, digits):
+    """A whole run of STEPS steps, never interrupted: the reference for resume and the CLI tests."""
+    out = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    origin = {"space": str(space_path), "data": "digits"}  # what the CLI records, so --resume needs no more
+    budget = parse_budget(f"{STEPS}steps")
+    return train_supernet(space, digits, budget, out, config=CONFIG, seed=0, progress=False, origin=origin)
+
+
+# --- recipe pieces ----------------------------------------------------------------------------------------
+
+
+def test_config_resolves_optimizer_defaults_and_rejects_bad_values():
+    assert TrainConfig().lr == 0.05 and TrainConfig(optimizer="adamw").lr == 2e-3
+    assert TrainConfig(optimizer="adamw", lr=1e-2).lr == 1e-2
+    with pytest.raises(NasbenchError, match="valid are sgd-nesterov, adamw"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(NasbenchError, match="batch_size must be a positive integer"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(NasbenchError, match="unknown fields"):
+        TrainConfig.from_dict({"batch_size": 8, "learning_rate": 1})
+    assert TrainConfig.from_dict(CONFIG.to_dict()) == CONFIG
+
+
+def test_weight_decay_spares_norms_and_biases(space):
+    net = Supernet(space, num_classes=10)
+    decay, no_decay = param_groups(net, 5e-4)
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    ids = {id(p): name for name, p in net.named_parameters()}
+    decayed = {ids[id(p)] for p in decay["params"]}
+    spared = {ids[id(p)] for p in no_decay["params"]}
+    assert decayed.isdisjoint(spared) and decayed | spared == set(ids.values())
+    for name, module in net.named_modules():
+        for pname, _ in module.named_parameters(recurse=False):
+            full = f"{name}.{pname}"
+            norm = isinstance(module, (nn.BatchNorm2d, nn.LayerNorm))
+            assert (full in spared) == (norm or pname == "bias"), full
+    assert any("bn" in n for n in spared) and any(n.endswith("conv.weight") for n in decayed)
+    assert isinstance(make_optimizer(net, CONFIG), torch.optim.SGD)
+    assert isinstance(make_optimizer(net, replace(CONFIG, optimizer="adamw", lr=None)), torch.optim.AdamW)
+
+
+def test_warmup_then_cosine():
+    lrs = [warmup_cosine(s, warmup=10, total=100) for s in range(101)]
+    assert lrs[0] < lrs[5] < lrs[9] < 1.0 == lrs[10]
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert lrs[100] == pytest.approx(0.0) and lrs[55] == pytest.approx(0.5)
+
+
+def test_dynconv_temperature_anneals_from_30_to_1(space):
+    assert dynconv_temperature(0, total=100, start=30.0, anneal=0.1) == 30.0
+    assert dynconv_temperature(5, total=100, start=30.0, anneal=0.1) == pytest.approx(15.5)
+    assert dynconv_temperature(10, total=100, start=30.0, anneal=0.1) == 1.0
+    net = Supernet(space, num_classes=10)
+    assert set_temperature(net, 7.0) == 4  # two dynconv positions in each of s2 and s3
+    assert {m.temperature for m in net.modules() if hasattr(m, "temperature")} == {7.0}
+
+
+def test_distillation_targets_are_detached():
+    student = torch.randn(4, 10, requires_grad=True)
+    teacher = torch.randn(4, 10, requires_grad=True)
+    loss = distillation_loss(student, teacher)
+    loss.backward()
+    assert teacher.grad is None and student.grad is not None
+    expected = F.cross_entropy(student, F.softmax(teacher.detach(), dim=1))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+class RecordingSGD(torch.optim.SGD):
+    """Counts steps and keeps the gradients it was asked to apply (and applies nothing)."""
+
+    def step(self, closure=None):
+        self.calls = getattr(self, "calls", 0) + 1
+        self.seen = [None if p.grad is None else p.grad.clone() for g in self.param_groups for p in g["params"]]
+
+
+def test_sandwich_step_accumulates_every_subnet_before_one_update(space):
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=10)
+    archs = sandwich_archs(space, random.Random(0), 1)
+    assert archs[:2] == [space.largest(), space.smallest()] and len(archs) == 3
+    images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    opt = RecordingSGD(net.parameters(), lr=0.1)
+    sandwich_step(net, archs, images, labels, optimizer=opt, label_smoothing=0.1)
+    assert opt.calls == 1
+
+    params = list(net.parameters())
+    net.set_active(archs[0])
+    with torch.no_grad():
+        teacher = net(images)
+    expected = [torch.zeros_like(p) for p in params]
+    largest_only = []
+    for i, arch in enumerate(archs):  # each subnet's gradient on its own, summed
+        net.zero_grad(set_to_none=True)
+        net.set_active(arch)
+        logits = net(resize(images, arch.resolution))
+        loss = F.cross_entropy(logits, labels, label_smoothing=0.1) if i == 0 else distillation_loss(logits, teacher)
+        loss.backward()
+        if i == 0:
+            largest_only = [None if p.grad is None else p.grad.clone() for p in params]
+        for e, p in zip(expected, params, strict=True):
+            if p.grad is not None:
+                e += p.grad
+    for seen, e in zip(opt.seen, expected, strict=True):
+        torch.testing.assert_close(seen if seen is not None else torch.zeros_like(e), e, atol=1e-6, rtol=1e-5)
+    differs = [
+        s is not None and (g is None or not torch.allclose(s, g)) for s, g in zip(opt.seen, largest_only, strict=True)
+    ]
+    assert any(differs)  # the smaller subnets did contribute
+
+
+def test_reorder_forgets_optimizer_state_of_moved_tensors_only(space):
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=10)
+    opt = make_optimizer(net, CONFIG)
+    sandwich_step(net, [space.largest()], torch.randn(4, 3, 16, 16), torch.arange(4), optimizer=opt)
+    before = {p: p.detach().clone() for p in net.parameters()}
+    states = {p: opt.state[p]["momentum_buffer"].clone() for p in opt.state}
+    moved = reorder_channels(net, opt)
+    moved_params = {p for p in before if not torch.equal(p, before[p])}
+    assert moved == len(moved_params) > 0 and moved_params & set(states)  # some trained tensors moved
+    for p, buffer in states.items():
+        assert (p in opt.state) == (p not in moved_params)
+        if p in opt.state:
+            assert torch.equal(opt.state[p]["momentum_buffer"], buffer)
+
+
+# --- BN recalibration and evaluation ----------------------------------------------------------------------
+
+
+def test_recalibrate_bn_is_an_exact_average_and_restores_momentum():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, momentum=0.3))
+    model[1].running_mean.fill_(5.0)
+    batches = [torch.randn(8, 3, 6, 6) * (i + 1) for i in range(3)]
+    used = recalibrate_bn(model, iter([(b, None) for b in batches] + [(batches[0] * 100, None)]), 3)
+    assert used == 3 and not model.training and model[1].momentum == 0.3
+    with torch.no_grad():
+        feats = [model[0](b) for b in batches]
+    mean = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)
+    var = torch.stack([f.var((0, 2, 3), unbiased=True) for f in feats]).mean(0)
+    torch.testing.assert_close(model[1].running_mean, mean)
+    torch.testing.assert_close(model[1].running_var, var)
+    assert int(model[1].num_batches_tracked) == 3
+
+
+def test_recalibrated_subnets_beat_stale_statistics_and_are_deterministic(uninterrupted, space):
+    net = copy.deepcopy(uninterrupted.supernet)
+    for arch in (space.largest(), space.smallest()):
+        net.set_active(arch)
+        _, stale_loss = accuracy(net, uninterrupted.val, arch.resolution)
+        first = evaluate(net, arch, uninterrupted.train, uninterrupted.val, bn_batches=4, batch_size=32, seed=1)
+        again = evaluate(net, arch, uninterrupted.train, uninterrupted.val, bn_batches=4, batch_size=32, seed=1)
+        assert first == again
+        assert first.loss < stale_loss
+        assert first.images == len(uninterrupted.val) and first.bn_batches == 4
+
+
+# --- resumable state --------------------------------------------------------------------------------------
+
+
+def test_batch_stream_resumes_mid_epoch():
+    rng = np.random.default_rng(0)
+    data = DeviceData(
+        rng.integers(0, 255, (20, 8, 8, 3), dtype=np.uint8), np.arange(20) % 3, mean=(0.5,) * 3, std=(0.2,) * 3
+    )
+    whole = BatchStream(data, 6, 8, seed=3)
+    expected = [whole.next() for _ in range(8)]  # 3 batches an epoch: crosses two epoch boundaries
+    first = BatchStream(data, 6, 8, seed=3)
+    for _ in range(4):
+        first.next()
+    resumed = BatchStream(data, 6, 8, seed=99)
+    resumed.load_state_dict(first.state_dict())
+    for (x, y), (ex, ey) in zip([resumed.next() for _ in range(4)], expected[4:], strict=True):
+        assert torch.equal(x, ex) and torch.equal(y, ey)
+
+
+def test_checkpoints_round_trip_rng_and_refuse_garbage(tmp_path):
+    state = capture_rng()
+    draws = (random.random(), np.random.rand(), torch.rand(1))
+    save_checkpoint(tmp_path / "c.pt", {"rng": state})
+    restore_rng(load_checkpoint(tmp_path / "c.pt")["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1)) == draws
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(NasbenchError, match="cannot be read"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, space_path, space, digits, uninterrupted):
+    run = tmp_path / "killed"
+    command = [sys.executable, "-c", "from nasbench.training_cli import app; app()", "--space", str(space_path)]
+    command += ["--data", "digits", "--budget", f"{STEPS}steps", "--out", str(run), "--threads", "1", "--no-progress"]
+    log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115 - the child writes to it until killed
+    child = subprocess.Popen(command + CLI_RECIPE, stdout=subprocess.DEVNULL, stderr=log)
+    checkpoint, deadline = run / "checkpoint.pt", time.monotonic() + 180
+    try:
+        while not checkpoint.exists():
+            assert child.poll() is None, (tmp_path / "stderr.txt").read_text()
+            assert time.monotonic() < deadline, "no checkpoint within 3 minutes"
+            time.sleep(0.01)
+        child.kill()  # SIGKILL: no cleanup, no final checkpoint
+    finally:
+        child.wait()
+        log.close()
+    killed_at = load_checkpoint(checkpoint)["step"]
+    assert 3 <= killed_at < STEPS and not (run / "train_result.json").exists()
+
+    resumed = train_supernet(
+        space, digits, parse_budget(f"{STEPS}steps"), run, config=CONFIG, resume=True, progress=False
+    )
+    assert resumed.resumed_at == killed_at and resumed.steps == STEPS
+    final = load_checkpoint(run / "checkpoint.pt")
+    reference = load_checkpoint(uninterrupted.out_dir / "checkpoint.pt")
+    assert final["step"] == reference["step"] == STEPS
+    for key, value in reference["model"].items():
+        assert torch.equal(final["model"][key], value), key
+    assert final["optimizer"]["state"].keys() == reference["optimizer"]["state"].keys()
+    for index, buffers in reference["optimizer"]["state"].items():
+        assert torch.equal(final["optimizer"]["state"][index]["momentum_buffer"], buffers["momentum_buffer"])
+    assert (
+        final["sampler"][1].equal(reference["sampler"][1])
+        and final["stream"]["position"] == reference["stream"]["position"]
+    )
+
+
+def test_time_budget_becomes_a_saved_step_count(tmp_path, space, digits):
+    config, budget = replace(CONFIG, timing_steps=2), parse_budget("0.001gpu-h")  # 3.6 device-seconds
+    result = train_supernet(space, digits, budget, tmp_path / "timed", config=config, device="cpu", progress=False)
+    record = json.loads((tmp_path / "timed" / "train_config.json").read_text())
+    plan, environment = record["plan"], record["environment"]
+    assert plan["total_steps"] == result.steps >= 1 and plan["step_seconds"] > 0
+    assert environment["channels_last"] is True and environment["autocast"] == "off (float32)"
+    assert "device-hours of the CPU" in result.note
+    again = train_supernet(space, digits, budget, tmp_path / "timed", config=config, resume=True, progress=False)
+    assert again.steps == result.steps and again.resumed_at == result.steps
+
+
+def test_epochs_budget_plans_whole_passes(digits, uninterrupted):
+    clock = BudgetClock(parse_budget("2epochs"))
+    plan = plan_steps(SimpleNamespace(config=CONFIG), parse_budget("2epochs"), uninterrupted.train, clock)
+    per_epoch = len(uninterrupted.train) // CONFIG.batch_size
+    assert plan["total_steps"] == 2 * per_epoch and plan["budget_per_step"] == pytest.approx(1 / per_epoch)
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def invoke(*args):
+    root = typer.Typer()
+    root.add_typer(app)
+    return CliRunner().invoke(root, ["train-supernet", *args])
+
+
+@pytest.mark.parametrize(
+    "args, phrase",
+    [
+        (["--space", "nosuchspace"], "unknown search space 'nosuchspace'"),
+        (["--budget", "10 parsecs"], "unknown unit 'parsecs'"),
+        (["--budget", "300trials"], "cannot bound supernet training"),
+        (["--data", "/nonexistent/data"], "Unknown dataset"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--device", "cuda:7" if not torch.cuda.is_available() else "tpu"], "--device"),
+    ],
+)
+def test_cli_rejects_bad_input_before_writing_anything(tmp_path, space_path, args, phrase):
+    out = tmp_path / "run"
+    base = {"--space": str(space_path), "--data": "digits", "--budget": "2steps", "--out": str(out)}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    result = invoke(*[x for pair in base.items() for x in pair])
+    assert result.exit_code == 2, result.output
+    assert phrase in result.stderr and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_cli_refuses_an_out_dir_holding_something_else(tmp_path, space_path, uninterrupted):
+    run = uninterrupted.out_dir
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    common = ["--space", str(space_path), "--data", "digits", "--budget", f"{STEPS}steps", *CLI_RECIPE]
+    cases = [
+        (["--out", str(run), "--seed", "1", "--resume"], "holds a different run (seed: 0 there, 1 now)"),
+        (["--out", str(run)], "pass --resume to continue it"),
+        (["--out", str(tmp_path / "empty"), "--resume"], "holds no training run to resume"),
+        (["--out", str(tmp_path)], "is not empty and holds no supernet training run"),
+    ]
+    (tmp_path / "notes.txt").write_text("someone else's")
+    for args, phrase in cases:
+        result = invoke(*common, *args)
+        assert result.exit_code == 2 and phrase in result.stderr, result.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert not (tmp_path / "empty").exists()
+
+
+def test_cli_resumes_a_finished_run_from_its_record_and_evaluates(uninterrupted):
+    result = invoke("--out", str(uninterrupted.out_dir), "--resume", "--json", "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == STEPS and summary["bn_batches"] == 4
+    for name in ("largest", "smallest"):
+        assert 0.0 <= summary[name]["top1"] <= 1.0 and summary[name]["images"] == len(uninterrupted.val)
+    assert json.loads((uninterrupted.out_dir / "supernet_eval.json").read_text()) == summary
