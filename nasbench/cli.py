@@ -14,9 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nasbench import runs_cli, training_cli
+from nasbench import runs_cli, search_cli, training_cli
 from nasbench.counting import count
 from nasbench.errors import NasbenchError
+from nasbench.latency import cli as latency_cli
 from nasbench.spaces import SearchSpace, load_space, shipped_spaces
 from nasbench.textfmt import human_count
 
@@ -32,6 +33,8 @@ app.add_typer(spaces_app, name="spaces")
 app.add_typer(arch_app, name="arch")
 app.add_typer(runs_cli.app)  # nasbench pareto RUN
 app.add_typer(training_cli.app)  # nasbench train-supernet ...
+app.add_typer(search_cli.app)  # nasbench search ...
+app.add_typer(latency_cli.app, name="latency")  # nasbench latency measure|lut|predict|validate
 
 console = Console()
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")

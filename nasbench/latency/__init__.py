@@ -1,0 +1,25 @@
+"""Latency objectives: honest end-to-end measurement, per-layer lookup tables and a validated predictor.
+
+``measure`` times models (eval, inference mode, warm-up, pinned threads / CUDA events, median and
+spread), ``lut`` builds a table of every layer config a space can produce, ``table`` reads and writes
+tables (portable: loading never needs the device), ``predict`` fits the end-to-end correction and
+validates predictions on held-out archs, ``cli`` is ``nasbench latency ...``.
+"""
+
+from nasbench.latency.measure import Context, Stats, make_context, measure_arch, measure_interleaved, measure_module
+from nasbench.latency.table import Correction, LatencyTable, config_key, load_table, space_fingerprint, table_path
+
+__all__ = [
+    "Context",
+    "Correction",
+    "LatencyTable",
+    "Stats",
+    "config_key",
+    "load_table",
+    "make_context",
+    "measure_arch",
+    "measure_interleaved",
+    "measure_module",
+    "space_fingerprint",
+    "table_path",
+]
