@@ -1,0 +1,93 @@
+"""Evaluating an architecture with the trained supernet's weights: the one evaluation every searcher uses.
+
+``SupernetEvaluator(arch)`` returns the record fields: validation top-1 after BN recalibration on a fixed,
+seeded set of training batches (the same batches for every arch, so accuracies compare), the analytic
+MACs and parameters, and the predicted latency when a latency predictor is given. Archs over a
+``--max-macs`` / ``--max-latency`` limit are marked infeasible without spending an accuracy evaluation.
+
+``EvaluatorFactory`` is its picklable recipe for Ray workers: it carries the space, handles to the shared
+supernet weights and dataset (placed once in Ray's object store by the orchestration) and the settings, and
+each worker calls it once to build its own evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nasbench.arch import Arch
+from nasbench.counting import count
+from nasbench.data import DeviceData, ImageDataset, search_data
+from nasbench.spaces import SearchSpace
+from nasbench.supernet import Supernet
+from nasbench.training.evaluate import evaluate
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    bn_batches: int = 16  # training batches that re-estimate a subnet's batch-norm statistics
+    batch_size: int = 64  # batch size of those calibration batches
+    seed: int = 0  # picks the calibration batches: the same for every arch of a run
+    val_fraction: float = 0.1  # share of the training split held out for validation (as in training)
+    data_seed: int = 0  # seeds that split (the run's seed)
+    limits: dict[str, float] = field(default_factory=dict)  # {"macs": ..., "latency": ...}: feasibility
+
+
+class SupernetEvaluator:
+    """Callable ``arch -> dict`` of record fields, over one supernet and one train/val split."""
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        train: DeviceData,
+        val: DeviceData,
+        settings: EvalSettings,
+        predict_latency: Callable[[Arch], float] | None = None,
+    ):
+        self.supernet, self.train, self.val = supernet.eval(), train, val
+        self.settings, self.predict_latency = settings, predict_latency
+
+    def __call__(self, arch: Arch) -> dict[str, Any]:
+        cost = count(arch, self.supernet.num_classes)
+        latency = float(self.predict_latency(arch)) if self.predict_latency else math.nan
+        out = {"macs": cost.macs, "params": cost.params, "latency_pred_ms": latency, "latency_ms": math.nan}
+        over = [
+            k
+            for k, v in (("macs", cost.macs), ("latency", latency))
+            if k in self.settings.limits and v > self.settings.limits[k]
+        ]
+        if over:
+            limit = self.settings.limits[over[0]]
+            return {**out, "status": "infeasible", "acc": math.nan, "error": f"{over[0]} over the limit {limit:g}"}
+        s = self.settings
+        result = evaluate(
+            self.supernet, arch, self.train, self.val, bn_batches=s.bn_batches, batch_size=s.batch_size, seed=s.seed
+        )
+        return {**out, "acc": result.top1}
+
+
+@dataclass(frozen=True)
+class EvaluatorFactory:
+    """Builds a ``SupernetEvaluator`` in a worker from shared handles (see the module docstring)."""
+
+    space: SearchSpace
+    num_classes: int
+    weights: Any  # a handle from ``get`` below, or the state dict itself
+    dataset: Any  # a handle, or the ImageDataset itself
+    settings: EvalSettings
+    get: Callable[[Any], Any] | None = None  # resolves handles (ray_trials.get_shared); None: plain objects
+    predictor: Any = None  # a picklable latency predictor with ``predict(arch) -> ms``, or None
+
+    def __call__(self) -> SupernetEvaluator:
+        get = self.get or (lambda obj: obj)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        net = Supernet(self.space, self.num_classes)
+        net.load_state_dict(get(self.weights))
+        dataset: ImageDataset = get(self.dataset)
+        train, val = search_data(dataset, self.settings.val_fraction, self.settings.data_seed, device=device)
+        predict = self.predictor.predict if self.predictor is not None else None
+        return SupernetEvaluator(net.to(device), train, val, self.settings, predict)

@@ -1,0 +1,89 @@
+"""``nasbench search``: train a supernet, search it, and print the Pareto front (see ``search.orchestrate``).
+
+Merged into ``nasbench`` by ``cli.py`` (``app.add_typer(search_cli.app)``, no name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import typer
+
+from nasbench import runs_cli
+from nasbench.budget import DEFAULT_SHARES, parse_shares
+from nasbench.errors import NasbenchError
+from nasbench.runs import RunDir
+from nasbench.search.orchestrate import SearchConfig, run_search
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+@app.command("search")
+def search(
+    space: str = typer.Option(None, "--space", "-s", help="A shipped space name or a YAML path."),
+    data: str = typer.Option(None, "--data", "-d", help="digits, cifar10, cifar100, an ImageFolder tree or a .npz."),
+    budget: str = typer.Option(None, "--budget", "-b", help="10gpu-h, 2h, 90min, or 300trials (with --train-budget)."),
+    searcher: str = typer.Option(None, "--searcher", help="Comma-separated: proximal, nsga2, tpe, random."),
+    objectives: str = typer.Option(None, "--objectives", help="acc,macs (default) or acc,macs,latency."),
+    out: Path = typer.Option(None, "--out", help="Run folder (default results/runs/<run-id>/)."),
+    resume: Path = typer.Option(None, "--resume", help="Continue a killed run; its stored settings are used."),
+    seed: int = typer.Option(None, "--seed", help="Seed of every random choice of the run (default 0)."),
+    shares: str = typer.Option(None, "--shares", help="Budget shares, e.g. supernet=0.5,search=0.5."),
+    train_budget: str = typer.Option(None, "--train-budget", help="Supernet budget when --budget counts trials."),
+    max_macs: float = typer.Option(None, "--max-macs", help="Constraint: at most this many MACs."),
+    max_latency: float = typer.Option(None, "--max-latency", help="Constraint: at most this latency (ms)."),
+    latency_table: str = typer.Option(None, "--latency-table", help="A latency table JSON (nasbench latency lut)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Supernet training batch size (default 64)."),
+    targets: int = typer.Option(None, "--targets", help="Cost targets of the proximal searcher (default 4)."),
+    proximal_steps: int = typer.Option(None, "--proximal-steps", help="Proximal steps per target (default 200)."),
+    concurrency: int = typer.Option(None, "--concurrency", help="Trials at once (default 2)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster, e.g. 10.0.0.1:6379."),
+    as_json: bool = typer.Option(False, "--json", help="Print the front as JSON at the end."),
+) -> None:
+    """Train a supernet and search it under the budget; prints the Pareto front and the plot's path."""
+    given = {
+        "space": space,
+        "data": data,
+        "budget": budget,
+        "searchers": _csv(searcher),
+        "objectives": _csv(objectives),
+        "seed": seed,
+        "shares": parse_shares(shares) if shares else None,
+        "train_budget": train_budget,
+        "max_macs": max_macs,
+        "max_latency": max_latency,
+        "latency_table": latency_table,
+        "batch_size": batch_size,
+        "proximal_targets": targets,
+        "proximal_steps": proximal_steps,
+        "concurrency": concurrency,
+        "ray_address": ray_address,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if resume is not None:
+        stored = RunDir.open(resume).config
+        known = {f.name for f in fields(SearchConfig)}
+        base = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
+        clash = [k for k, v in given.items() if k in base and base[k] != v]
+        if clash:
+            raise NasbenchError(
+                f"--resume {resume}: --{clash[0].replace('_', '-')} differs from the run's "
+                f"{base[clash[0]]!r}; drop it to use the stored value"
+            )
+        config = SearchConfig(**{**base, **given})
+    else:
+        missing = [k for k in ("space", "data", "budget") if k not in given]
+        if missing:
+            raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")
+        config = SearchConfig(**{"shares": dict(DEFAULT_SHARES), **given})
+    if concurrency is not None and concurrency < 1:
+        raise NasbenchError(f"--concurrency must be at least 1, got {concurrency}")
+    run = run_search(config, out=out, resume=resume)
+    runs_cli.pareto(run=str(run.path), objectives=None, plot=None, as_json=as_json)
+    if not as_json:
+        runs_cli.console.print(f"Plot: {run.path / 'pareto.png'}   Summary: {run.path / 'summary.md'}")

@@ -1,0 +1,121 @@
+"""``nasbench search`` end to end on the tiny space and digits: records, budget, outputs, resume, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nasbench.cli import main
+from nasbench.runs import RunDir
+
+FAST = [
+    "--space",
+    "tiny",
+    "--data",
+    "digits",
+    "--train-budget",
+    "4steps",
+    "--batch-size",
+    "16",
+    "--proximal-steps",
+    "4",
+    "--targets",
+    "2",
+    "--concurrency",
+    "1",
+]
+
+
+def nasbench(*args, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "nasbench", *args], capture_output=True, text=True, env=env, **kw)
+
+
+def wait_for_records(journal: Path, n: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if journal.is_file() and len([x for x in journal.read_text().splitlines() if x.strip()]) >= n:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"search ended before {n} records: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"no {n} records within {timeout} s")
+
+
+def test_killed_search_resumes_without_losing_or_repeating_evaluations(tmp_path):
+    out = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "nasbench",
+        "search",
+        *FAST,
+        "--budget",
+        "6trials",
+        "--searcher",
+        "proximal,random",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    try:
+        wait_for_records(out / "records.jsonl", 1, proc, timeout=300)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the search and any worker it started
+        proc.wait()
+    before = RunDir.open(out).records()
+    resumed = nasbench("search", "--resume", str(out), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = RunDir.open(out).records()
+    key = ["searcher", "trial"]
+    kept = before.merge(after, on=key, suffixes=("", "_after"))
+    assert len(kept) == len(before), "a completed evaluation was lost"
+    assert (kept.arch_id == kept.arch_id_after).all()
+    assert not after.duplicated(key).any()
+    ok = after[after.status == "ok"]
+    assert not ok.duplicated(["searcher", "arch_id"]).any(), "an evaluation was repeated"
+    # the finished run: both searchers within their share of the 6 trials, valid records, every output
+    assert set(after.searcher) == {"proximal", "random"}
+    assert (after.groupby("searcher").size() <= 3).all()
+    assert ok.acc.between(0, 1).all() and (ok.macs > 0).all() and (ok.params > 0).all()
+    for name in ("records.parquet", "pareto.csv", "pareto.png", "summary.md", "optuna.db"):
+        assert (out / name).is_file(), name
+    assert len(pd.read_parquet(out / "records.parquet")) == len(after)
+    front = json.loads(nasbench("pareto", str(out), "--json", timeout=120).stdout)
+    assert front and set(row["arch_id"] for row in front) <= set(ok.arch_id)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "10parsecs"], "budget"),
+        (["--budget", "6trials", "--searcher", "grid"], "unknown searcher grid"),
+        (["--budget", "2min", "--objectives", "acc,latency"], "--latency-table"),
+        (["--budget", "6trials", "--train-budget", None], "--train-budget"),
+    ],
+)
+def test_bad_search_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    base = ["--space", "tiny", "--data", "digits", "--train-budget", "4steps"]
+    if None in args:
+        base = base[:4]
+        args = args[:2]
+    with pytest.raises(SystemExit) as e:
+        main(["search", *base, *args, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
