@@ -20,6 +20,7 @@ from nasbench.errors import NasbenchError
 from nasbench.latency import cli as latency_cli
 from nasbench.spaces import SearchSpace, load_space, shipped_spaces
 from nasbench.textfmt import human_count
+from nasbench.zoo import cli as zoo_cli
 
 app = typer.Typer(
     help="nasbench: neural-architecture search for image classification.",
@@ -35,6 +36,8 @@ app.add_typer(runs_cli.app)  # nasbench pareto RUN
 app.add_typer(training_cli.app)  # nasbench train-supernet ...
 app.add_typer(search_cli.app)  # nasbench search ...
 app.add_typer(latency_cli.app, name="latency")  # nasbench latency measure|lut|predict|validate
+app.add_typer(zoo_cli.export_app)  # nasbench export RUN --arch ID --name NAME
+app.add_typer(zoo_cli.zoo_app, name="zoo")  # nasbench zoo list|show
 
 console = Console()
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
