@@ -28,11 +28,12 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/nasbench search --space tiny --data digits --budget 4min --searcher proximal,nsga2,random
 
+# Two workers: the suite is mostly single-threaded tests and waits (Ray start-up, subprocesses).
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-all: install
-	$(PY) -m pytest -q -m "" 
+	$(PY) -m pytest -q -n 2 -m ""
 
 lint: install
 	$(VENV)/bin/ruff check nasbench tests bench

@@ -352,15 +352,18 @@ def shared_ray(tmp_path_factory):
         yield
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sampler", optuna_samplers.SAMPLERS)
-def test_each_sampler_honours_both_budgets(space, tmp_path, shared_ray, sampler):
+def test_each_sampler_honours_a_trial_budget(space, tmp_path, shared_ray, sampler):
     records = []
     log = search(space, tmp_path / "trials", records, sampler, max_trials=5, fail_mod=4)
     check_records(records, sampler)
     assert len(records) == 5 and optuna_samplers.trial_count(study_of(tmp_path / "trials", sampler)) == 5
     check_one_build_per_worker(log, records)
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", optuna_samplers.SAMPLERS)
+def test_each_sampler_honours_a_time_budget(space, tmp_path, shared_ray, sampler):
     records, start = [], time.monotonic()
     search(space, tmp_path / "time", records, sampler, max_trials=None, time_budget_s=12, sleep_s=0.3)
     assert 12 <= time.monotonic() - start < 22
