@@ -18,6 +18,7 @@ from nasbench import runs_cli, search_cli, training_cli
 from nasbench.counting import count
 from nasbench.errors import NasbenchError
 from nasbench.latency import cli as latency_cli
+from nasbench.retrain import cli as retrain_cli
 from nasbench.spaces import SearchSpace, load_space, shipped_spaces
 from nasbench.textfmt import human_count
 from nasbench.zoo import cli as zoo_cli
@@ -38,6 +39,7 @@ app.add_typer(search_cli.app)  # nasbench search ...
 app.add_typer(latency_cli.app, name="latency")  # nasbench latency measure|lut|predict|validate
 app.add_typer(zoo_cli.export_app)  # nasbench export RUN --arch ID --name NAME
 app.add_typer(zoo_cli.zoo_app, name="zoo")  # nasbench zoo list|show
+app.add_typer(retrain_cli.app)  # nasbench retrain RUN --top K
 
 console = Console()
 JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")

@@ -1,0 +1,89 @@
+"""``nasbench retrain RUN``: retrain a run's Pareto winners and the reference networks from scratch.
+
+``app`` holds the one command; ``nasbench.cli`` adds it to the main CLI. A ``NasbenchError`` (bad input)
+prints one line on stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from nasbench.errors import NasbenchError
+from nasbench.retrain.report import display_frame, markdown_table, report_frame, retrain_dir
+from nasbench.retrain.run import DEFAULT_EPOCHS, resolve_budget, retrain_run
+from nasbench.runs import resolve_run
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command("retrain")
+def retrain_command(
+    run: Path = typer.Argument(..., help="The search run folder (or its id under results/runs/)."),
+    top: int = typer.Option(3, "--top", "-k", help="Pareto winners to retrain, spread along the acc-vs-MACs front."),
+    budget: str = typer.Option(None, "--budget", "-b", help="Per model: a time (20min), 500steps or 3epochs."),
+    epochs: int = typer.Option(
+        None, "--epochs", "-e", help=f"Per model, instead of --budget (default {DEFAULT_EPOCHS})."
+    ),
+    baselines: str = typer.Option(
+        None, "--baselines", help="Reference networks to retrain too, comma-separated (default: the space's first)."
+    ),
+    parallel: int = typer.Option(1, "--parallel", help="Models trained at once as Ray Tune trials (1: in process)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster (with --parallel)."),
+    device: str = typer.Option(None, "--device", help="cpu or cuda (default: cuda when there is one)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Train K Pareto winners and the baselines from scratch with one recipe; report test top-1 in RUN/retrain/.
+
+    Run it again after a kill: finished models are skipped, the others resume from their checkpoints.
+    """
+    try:
+        names = [n.strip() for n in baselines.split(",") if n.strip()] if baselines is not None else None
+        report = retrain_run(
+            run,
+            top=top,
+            budget=resolve_budget(budget, epochs),
+            baselines=names,
+            parallel=parallel,
+            device=device,
+            ray_address=ray_address,
+            progress=progress,
+        )
+    except NasbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume {run}", file=sys.stderr)
+        raise typer.Exit(130) from None
+    if as_json:
+        sys.stdout.write(json.dumps(_jsonable(report), indent=2) + "\n")
+    else:
+        _print(report, run)
+
+
+def _print(report: dict[str, Any], run: Path) -> None:
+    console = Console()
+    frame = report_frame(report["rows"])
+    console.print(markdown_table(display_frame(frame)))
+    tau = report["kendall_tau"]
+    text = "undefined" if math.isnan(tau) else f"{tau:+.3f} (p = {report['kendall_p']:.3g})"
+    console.print(f"Kendall's tau, supernet estimate vs from scratch, over {report['winners']} winners: {text}")
+    console.print(f"report: {retrain_dir(resolve_run(run)) / 'report.md'}")
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN as null, so the output is standard JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value

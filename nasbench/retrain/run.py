@@ -1,0 +1,141 @@
+"""``retrain_run``: retrain a search run's Pareto winners and the space's reference networks, then report.
+
+The run folder says which space, data and seed the search used; the winners come from its records. Models
+train one after another in this process (``parallel=1``), or as parallel Ray Tune trials. Either way each
+model resumes from its own checkpoint and finished models are skipped, so repeating the command after a
+kill continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from nasbench.budget import EPOCHS, Budget, parse_budget
+from nasbench.data import load_dataset
+from nasbench.errors import NasbenchError
+from nasbench.retrain.pick import Job, plan_jobs
+from nasbench.retrain.recipe import RetrainConfig
+from nasbench.retrain.report import retrain_dir, write_report
+from nasbench.retrain.train import retrain_data, retrain_model
+from nasbench.runs import RunDir
+from nasbench.spaces import load_space
+
+DEFAULT_EPOCHS = 20  # when neither --epochs nor --budget is given
+
+
+@dataclass(frozen=True)
+class RetrainSettings:
+    """Everything a worker needs to train one job of a run: plain data, so it pickles for Ray."""
+
+    run_path: str
+    data: str
+    budget: str
+    seed: int
+    config: dict[str, Any]  # RetrainConfig.to_dict()
+    device: str
+    threads: int | None = None
+
+
+def resolve_budget(budget: str | None, epochs: int | None) -> Budget:
+    """``--epochs E`` or ``--budget B`` (a time per model, steps or epochs); not both."""
+    if budget is not None and epochs is not None:
+        raise NasbenchError("give --epochs or --budget, not both")
+    if epochs is not None:
+        if epochs < 1:
+            raise NasbenchError(f"--epochs must be at least 1, got {epochs}")
+        return Budget(EPOCHS, epochs)
+    return parse_budget(budget) if budget is not None else Budget(EPOCHS, DEFAULT_EPOCHS)
+
+
+def retrain_run(
+    run: str | os.PathLike,
+    *,
+    top: int,
+    budget: Budget,
+    baselines: list[str] | None = None,
+    config: RetrainConfig = RetrainConfig(),
+    parallel: int = 1,
+    device: str | None = None,
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Retrain ``top`` winners of ``run`` and its baselines (default: the space's first reference), each
+    within ``budget``; writes ``RUN/retrain/`` and returns the report (see ``nasbench.retrain.report``)."""
+    if top < 1:
+        raise NasbenchError(f"--top must be at least 1, got {top}")
+    if parallel < 1:
+        raise NasbenchError(f"--parallel must be at least 1, got {parallel}")
+    handle = RunDir.open(run)
+    space = load_space(handle.config["space"])
+    jobs = plan_jobs(handle, space, top, baselines)
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    settings = RetrainSettings(
+        run_path=str(handle.path.resolve()),
+        data=str(handle.config["data"]),
+        budget=str(budget),
+        seed=int(handle.config.get("seed", 0)),
+        config=config.to_dict(),
+        device=dev,
+    )
+    retrain_dir(handle.path).mkdir(parents=True, exist_ok=True)
+    if parallel == 1:
+        train_sequentially(jobs, settings, progress)
+    else:
+        from nasbench.retrain.ray_retrain import train_in_parallel  # the only module that imports Ray
+
+        train_in_parallel(jobs, settings, parallel=parallel, address=ray_address)
+    title = f"Retraining run {handle.run_id} ({space.name} on {settings.data}) from scratch"
+    return write_report(handle.path, title=title)
+
+
+def train_sequentially(jobs: list[Job], settings: RetrainSettings, progress: bool) -> list[dict[str, Any]]:
+    dataset = load_dataset(settings.data)
+    train, test = retrain_data(dataset, settings.device)
+    with progress_bar(progress) as bar:
+        return [_train_one(job, settings, train, test, dataset.num_classes, bar) for job in jobs]
+
+
+def train_job(job: Job, settings: RetrainSettings) -> dict[str, Any]:
+    """One job on its own (a Ray worker's entry point): loads the data, trains, returns the result."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    dataset = load_dataset(settings.data)
+    train, test = retrain_data(dataset, settings.device)
+    return _train_one(job, settings, train, test, dataset.num_classes, None)
+
+
+def _train_one(job: Job, settings: RetrainSettings, train, test, num_classes: int, bar) -> dict[str, Any]:
+    return retrain_model(
+        job,
+        train,
+        test,
+        num_classes,
+        parse_budget(settings.budget),
+        retrain_dir(settings.run_path) / job.arch_id,
+        config=RetrainConfig.from_dict(settings.config),
+        seed=settings.seed,
+        context={"run": Path(settings.run_path).name, "data": settings.data},
+        bar=bar,
+    )
+
+
+def progress_bar(show: bool) -> Progress:
+    """One line per model: steps done, smoothed loss, elapsed time and ETA (on stderr)."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps · loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TextColumn("· ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not show,
+    )

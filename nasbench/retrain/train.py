@@ -1,0 +1,330 @@
+"""``retrain_model``: one network trained from scratch with the fixed recipe, resumable, into its own folder.
+
+::
+
+    RUN/retrain/<arch_id>/plan.json           the job, budget, recipe, seed and step plan (written first)
+    RUN/retrain/<arch_id>/checkpoint.pt       model, EMA, optimizer, scheduler, step, batch stream, RNGs
+    RUN/retrain/<arch_id>/weights.safetensors the EMA weights (``build(arch, num_classes)``'s state dict)
+    RUN/retrain/<arch_id>/result.json         written last: its presence means the model is finished
+
+A budget in epochs or steps is a step count directly; a time budget is turned into one by timing a few
+steps on a throwaway copy (as supernet training does). The plan is saved before the first step, so a run
+killed at any point resumes from its last checkpoint and ends bitwise where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress, TaskID
+from safetensors.torch import save_file
+
+from nasbench.budget import EPOCHS, STEPS, WALL_TIME, Budget, require_kind
+from nasbench.build import build
+from nasbench.data import DeviceData, ImageDataset
+from nasbench.errors import NasbenchError
+from nasbench.retrain.pick import Job, cost_of
+from nasbench.retrain.recipe import RetrainConfig, WeightEma, mix_batch, one_hot, soft_cross_entropy
+from nasbench.training.evaluate import accuracy
+from nasbench.training.loop import to_channels_last
+from nasbench.training.optim import dynconv_temperature, make_optimizer, make_scheduler, set_temperature
+from nasbench.training.rundir import write_json
+from nasbench.training.sandwich import autocast
+from nasbench.training.state import (
+    BatchStream,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    seed_everything,
+)
+
+PLAN_FILE, CHECKPOINT_FILE = "plan.json", "checkpoint.pt"
+WEIGHTS_FILE, RESULT_FILE = "weights.safetensors", "result.json"
+TIMING_SEED = 7919  # seeds the throwaway batches of the timing steps (any fixed value)
+TIME_MARGIN = 0.95  # share of a time budget planned for steps; the rest absorbs checkpoints and evaluation
+MIX_SEED_OFFSET = 1  # the mixup/cutmix generator is seeded with seed + this, apart from the data order
+
+
+def retrain_data(dataset: ImageDataset, device: str | torch.device = "cpu") -> tuple[DeviceData, DeviceData]:
+    """The dataset's whole training split (retraining holds nothing out) and its test split, on ``device``."""
+    stats = {"mean": dataset.mean, "std": dataset.std, "device": device}
+    return (
+        DeviceData(dataset.train_x, dataset.train_y, **stats),
+        DeviceData(dataset.test_x, dataset.test_y, **stats),
+    )
+
+
+@dataclass
+class _Trainer:
+    """The mutable state of one model's training."""
+
+    model: torch.nn.Module
+    ema: WeightEma
+    optimizer: torch.optim.Optimizer
+    stream: BatchStream
+    mix: torch.Generator
+    config: RetrainConfig
+    num_classes: int
+    device: torch.device
+
+    def step(self, step: int, total: int, scheduler: Any) -> torch.Tensor:
+        c = self.config
+        self.model.train()
+        set_temperature(
+            self.model, dynconv_temperature(step, total=total, start=c.dynconv_temperature, anneal=c.dynconv_anneal)
+        )
+        images, labels = self.stream.next()
+        images, targets = mix_batch(images, one_hot(labels, self.num_classes), c, self.mix)
+        with autocast(self.device, c.bf16):
+            logits = self.model(images).float()
+        loss = soft_cross_entropy(logits, targets, c.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        self.ema.update(self.model, step)
+        return loss.detach()
+
+
+def retrain_model(
+    job: Job,
+    train: DeviceData,
+    test: DeviceData,
+    num_classes: int,
+    budget: Budget,
+    out_dir: str | Path,
+    *,
+    config: RetrainConfig = RetrainConfig(),
+    seed: int = 0,
+    context: dict[str, Any] | None = None,
+    bar: Progress | None = None,
+) -> dict[str, Any]:
+    """Train ``job``'s architecture from scratch on ``train`` and report its EMA weights' top-1 on ``test``.
+
+    Skips a finished model (returns its stored result); continues one with a checkpoint. ``context``
+    (e.g. the run id and data name) is stored in the result. Returns the result as written.
+    """
+    require_kind(budget, (WALL_TIME, STEPS, EPOCHS), "retraining (a per-model budget)")
+    out = Path(out_dir)
+    if (out / RESULT_FILE).is_file():
+        return json.loads((out / RESULT_FILE).read_text())
+    identity = {"job": job.to_dict(), "budget": str(budget), "recipe": config.to_dict(), "seed": seed}
+    trainer = _build(job, train, num_classes, config, seed)
+    plan = _open_plan(out, identity, trainer, budget, len(train))
+    total = plan["total_steps"]
+    scheduler = make_scheduler(trainer.optimizer, warmup=plan["warmup_steps"], total=total)
+    state = load_checkpoint(out / CHECKPOINT_FILE) if (out / CHECKPOINT_FILE).is_file() else None
+    start, seconds = _restore(trainer, scheduler, state) if state else (0, 0.0)
+    task = bar.add_task(_label(job), total=total, completed=start, loss="-") if bar is not None else None
+    seconds += _run_steps(trainer, scheduler, start, total, out / CHECKPOINT_FILE, seconds, bar, task)
+    result = _finish(job, trainer, test, plan, seconds, start if state else None, identity, context or {})
+    _write_weights(out / WEIGHTS_FILE, trainer.ema.module, job)
+    write_json(out / RESULT_FILE, result)
+    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    return result
+
+
+def _label(job: Job) -> str:
+    return f"{job.role} {job.reference or job.arch_id}"
+
+
+def _build(job: Job, train: DeviceData, num_classes: int, config: RetrainConfig, seed: int) -> _Trainer:
+    arch, device = job.arch, train.device
+    if config.batch_size > len(train):
+        raise NasbenchError(f"batch size {config.batch_size} is larger than the {len(train)} training images")
+    seed_everything(seed)  # initial weights come from torch's global generator
+    model = build(arch, num_classes, drop_path=config.drop_path, dropout=config.dropout).to(device)
+    if config.channels_last:
+        to_channels_last(model)
+    stream = BatchStream(train, config.batch_size, arch.resolution, seed=seed, channels_last=config.channels_last)
+    mix = torch.Generator().manual_seed(seed + MIX_SEED_OFFSET)
+    optimizer = make_optimizer(model, config)  # duck-typed: reads optimizer, lr, momentum, weight_decay
+    return _Trainer(model, WeightEma(model, config.ema_decay), optimizer, stream, mix, config, num_classes, device)
+
+
+def _open_plan(out: Path, identity: dict[str, Any], trainer: _Trainer, budget: Budget, images: int) -> dict[str, Any]:
+    """The stored plan when it is this model's with the same budget and recipe; else a new one, written
+    before any checkpoint can exist. A folder planned with other settings is refused, not mixed."""
+    path = out / PLAN_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("identity") != json.loads(json.dumps(identity)):
+            raise NasbenchError(
+                f"{out} holds a retraining started with other settings (budget {stored['identity'].get('budget')}); "
+                "repeat them, or delete that folder to start this model afresh"
+            )
+        return stored["plan"]
+    config = trainer.config
+    per_epoch = images // config.batch_size
+    step_seconds = None
+    if budget.kind == STEPS:
+        total = budget.count
+    elif budget.kind == EPOCHS:
+        total = budget.count * per_epoch
+    else:
+        step_seconds = time_steps(trainer, config.timing_steps)
+        total = max(1, int(budget.amount * TIME_MARGIN / step_seconds))
+    plan = {
+        "total_steps": total,
+        "warmup_steps": round(config.warmup_share * total),
+        "steps_per_epoch": per_epoch,
+        "step_seconds": step_seconds,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"identity": identity, "plan": plan})
+    return plan
+
+
+def time_steps(trainer: _Trainer, n: int) -> float:
+    """Mean seconds of ``n`` training steps after one untimed warm-up step, run on throwaway state: the
+    weights, BN statistics, EMA and every generator are put back, the optimizer and batches are separate."""
+    weights, ema, rng = (
+        copy.deepcopy(trainer.model.state_dict()),
+        copy.deepcopy(trainer.ema.state_dict()),
+        capture_rng(),
+    )
+    c = trainer.config
+    probe = _Trainer(
+        trainer.model,
+        trainer.ema,
+        make_optimizer(trainer.model, c),
+        BatchStream(
+            trainer.stream.data,
+            c.batch_size,
+            trainer.stream.resolution,
+            seed=TIMING_SEED,
+            channels_last=c.channels_last,
+        ),
+        torch.Generator().manual_seed(TIMING_SEED),
+        c,
+        trainer.num_classes,
+        trainer.device,
+    )
+    times = []
+    try:
+        for i in range(n + 1):
+            begin = time.perf_counter()
+            probe.step(i, n + 1, None)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize(trainer.device)
+            times.append(time.perf_counter() - begin)
+    finally:
+        trainer.model.load_state_dict(weights)
+        trainer.ema.load_state_dict(ema)
+        restore_rng(rng)
+    return statistics.mean(times[1:])
+
+
+def _restore(trainer: _Trainer, scheduler: Any, state: dict[str, Any]) -> tuple[int, float]:
+    trainer.model.load_state_dict(state["model"])
+    trainer.ema.load_state_dict(state["ema"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    trainer.stream.load_state_dict(state["stream"])
+    trainer.mix.set_state(state["mix"])
+    restore_rng(state["rng"])
+    return int(state["step"]), float(state["seconds"])
+
+
+def _checkpoint(trainer: _Trainer, scheduler: Any, step: int, seconds: float, path: Path) -> None:
+    save_checkpoint(
+        path,
+        {
+            "step": step,
+            "seconds": seconds,
+            "model": trainer.model.state_dict(),
+            "ema": trainer.ema.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "stream": trainer.stream.state_dict(),
+            "mix": trainer.mix.get_state(),
+            "rng": capture_rng(),
+        },
+    )
+
+
+def _run_steps(
+    trainer: _Trainer,
+    scheduler: Any,
+    start: int,
+    total: int,
+    path: Path,
+    seconds_before: float,
+    bar: Progress | None,
+    task: TaskID | None,
+) -> float:
+    """Steps ``start`` .. total-1, checkpointing on the interval; returns this session's training seconds."""
+    seconds, loss_avg = 0.0, None
+    for step in range(start, total):
+        begin = time.perf_counter()
+        loss = float(trainer.step(step, total, scheduler))
+        seconds += time.perf_counter() - begin
+        done = step + 1
+        if done % trainer.config.checkpoint_every == 0 and done < total:
+            _checkpoint(trainer, scheduler, done, seconds_before + seconds, path)
+        loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
+        if bar is not None:
+            bar.update(task, advance=1, loss=f"{loss_avg:.3f}")
+    return seconds
+
+
+def _finish(
+    job: Job,
+    trainer: _Trainer,
+    test: DeviceData,
+    plan: dict[str, Any],
+    seconds: float,
+    resumed_at: int | None,
+    identity: dict[str, Any],
+    context: dict[str, Any],
+) -> dict[str, Any]:
+    ema, arch, c = trainer.ema.module, job.arch, trainer.config
+    set_temperature(ema, 1.0)  # the end of the annealing schedule, whatever the run's length
+    top1, loss = accuracy(ema, test, arch.resolution, channels_last=c.channels_last, bf16=c.bf16)
+    total, per_epoch = plan["total_steps"], plan["steps_per_epoch"]
+    return {
+        **context,
+        "arch_id": job.arch_id,
+        "arch": str(arch),
+        "arch_json": json.loads(job.arch_json),
+        "role": job.role,
+        "reference": job.reference,
+        "resolution": arch.resolution,
+        "num_classes": trainer.num_classes,
+        "test_top1": top1,
+        "test_loss": loss,
+        "test_images": len(test),
+        "supernet_acc": job.supernet_acc,
+        **cost_of(job, trainer.num_classes),
+        "latency_ms": job.latency_ms,
+        "latency_pred_ms": job.latency_pred_ms,
+        "steps": total,
+        "epochs": round(total / per_epoch, 3) if per_epoch else None,
+        "seconds": round(seconds, 3),
+        "resumed_at": resumed_at,
+        "budget": identity["budget"],
+        "seed": identity["seed"],
+        "recipe": identity["recipe"],
+        "weights": "ema",
+        "device": str(trainer.device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _write_weights(path: Path, model: torch.nn.Module, job: Job) -> None:
+    """The model's state dict as safetensors (contiguous copies), written atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"arch_id": job.arch_id, "weights": "ema", "format": "nasbench-retrain-1"})
+    os.replace(tmp, path)
