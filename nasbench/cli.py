@@ -165,11 +165,7 @@ def arch_describe(
 ) -> None:
     """Print an architecture's parameters and MACs, in total and per stage."""
     s = load_space(space)
-    a = s.resolve(arch)
-    if resolution is not None:
-        if resolution < 8:
-            raise NasbenchError(f"--resolution must be at least 8, got {resolution}")
-        a = a.with_resolution(resolution)
+    a = s.resolve(arch, resolution)
     if num_classes < 1:
         raise NasbenchError(f"--num-classes must be positive, got {num_classes}")
     cost = count(a, num_classes)

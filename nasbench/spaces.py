@@ -219,10 +219,18 @@ class SearchSpace:
             stages=stages,
         )
 
-    def resolve(self, spec: str) -> Arch:
+    def resolve(self, spec: str, resolution: int | None = None) -> Arch:
         """An architecture from a user's spec: ``ref:NAME``, ``largest``, ``smallest``, ``sample:SEED``, a
-        compact string or a path to a JSON file; it must lie in this space."""
-        spec = spec.strip()
+        compact string or a path to a JSON file; it must lie in this space. ``resolution`` then overrides
+        its input size (a user's ``--resolution``, which may leave the space's resolution choices)."""
+        arch = self._resolve(spec.strip())
+        if resolution is None:
+            return arch
+        if resolution < 8:
+            raise NasbenchError(f"--resolution must be at least 8, got {resolution}")
+        return arch.with_resolution(resolution)
+
+    def _resolve(self, spec: str) -> Arch:
         if spec.startswith("ref:"):
             return self.reference(spec[4:])
         if spec in ("largest", "smallest"):

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedShuffleSplit
 
 from nasbench.errors import NasbenchError
 
@@ -99,6 +98,8 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     """Sorted indices (kept, held_out) holding out ``fraction`` of every class; same seed, same split."""
     if not 0.0 < fraction < 1.0:
         raise NasbenchError(f"The held-out fraction must lie strictly between 0 and 1, got {fraction}.")
+    from sklearn.model_selection import StratifiedShuffleSplit  # imported here: sklearn costs seconds
+
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     try:
         kept, held_out = next(splitter.split(np.zeros(len(labels)), labels))

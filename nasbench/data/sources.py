@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
 
 from nasbench.data.cifar import CIFAR_SPECS, CifarSpec, find_cifar, load_cifar, read_cifar
 from nasbench.data.dataset import ImageDataset, load_npz, stratified_split
@@ -57,6 +56,8 @@ def load_dataset(
 
 def load_digits_dataset() -> ImageDataset:
     """scikit-learn's bundled 8x8 digits as 3-channel uint8 images, with a fixed stratified 20% test split."""
+    from sklearn.datasets import load_digits  # imported here: sklearn costs seconds
+
     bunch = load_digits()
     grey = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)  # pixel values are 0..16
     images = np.repeat(grey[..., None], 3, axis=3)

@@ -83,11 +83,7 @@ def measure_cmd(
 ) -> None:
     """Measure the end-to-end latency of one architecture's static model (median and spread)."""
     s = load_space(space)
-    a = s.resolve(arch)
-    if resolution is not None:
-        if resolution < 8:
-            raise NasbenchError(f"--resolution must be at least 8, got {resolution}")
-        a = a.with_resolution(resolution)
+    a = s.resolve(arch, resolution)
     if warmup < 0 or repeats < 1 or num_classes < 1:
         raise NasbenchError("--warmup must be >= 0, --repeats and --num-classes >= 1")
     ctx = make_context(device, dtype, batch, channels_last, threads, clock)
