@@ -169,9 +169,7 @@ def predict_cmd(
     """Predict an architecture's latency from a table, without the device the table was measured on."""
     s = load_space(space)
     t = load_table(table, s)
-    a = s.resolve(arch)
-    if resolution is not None:
-        a = a.with_resolution(resolution)
+    a = s.resolve(arch, resolution)
     info = {
         "id": a.id,
         "arch": str(a),
