@@ -282,3 +282,18 @@ def test_parallel_ray_trials_match_the_report(tmp_path):
     report = retrain_run(run, top=1, budget=Budget(STEPS, 3), config=SMALL, parallel=2, progress=False)
     assert {r["role"] for r in report["rows"]} == {"winner", "baseline"}
     assert all((run / "retrain" / r["arch_id"] / "weights.safetensors").is_file() for r in report["rows"])
+
+
+def test_a_short_front_is_filled_from_the_next_layer():
+    import pandas as pd
+
+    from nasbench.retrain.pick import pick_winners
+
+    rows = [("a", 0.9, 100), ("b", 0.5, 10), ("c", 0.8, 200), ("d", 0.4, 50), ("e", 0.3, 300)]
+    records = pd.DataFrame(
+        [{"arch_id": i, "acc": acc, "macs": macs, "status": "ok"} for i, acc, macs in rows]
+    )
+    picked = pick_winners(records, 3)
+    assert list(picked.arch_id[:2]) == ["b", "a"]  # the front first
+    assert len(picked) == 3 and picked.arch_id.iloc[2] in {"c", "d"}  # then the next layer
+    assert len(pick_winners(records, 10)) == 5

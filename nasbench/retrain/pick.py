@@ -53,7 +53,17 @@ def pick_winners(records: pd.DataFrame, k: int) -> pd.DataFrame:
         raise NasbenchError("the run has no successful evaluations, so no Pareto front to retrain from")
     best = ok.sort_values("acc", ascending=False, kind="stable").drop_duplicates("arch_id")
     front = pareto_front(best, FRONT_OBJECTIVES)
-    return spread_along_front(front, k, FRONT_OBJECTIVES, log_scale=("macs",))
+    if len(front) >= k:
+        return spread_along_front(front, k, FRONT_OBJECTIVES, log_scale=("macs",))
+    # A front shorter than k: the rest come from the next non-dominated layers (the front once the
+    # earlier layers are removed), spread along each layer in turn.
+    picked, rest = [front], best[~best["arch_id"].isin(front["arch_id"])]
+    while sum(len(p) for p in picked) < k and not rest.empty:
+        layer = pareto_front(rest, FRONT_OBJECTIVES)
+        need = k - sum(len(p) for p in picked)
+        picked.append(spread_along_front(layer, min(need, len(layer)), FRONT_OBJECTIVES, log_scale=("macs",)))
+        rest = rest[~rest["arch_id"].isin(layer["arch_id"])]
+    return pd.concat(picked, ignore_index=True)
 
 
 def winner_jobs(records: pd.DataFrame, k: int) -> list[Job]:
