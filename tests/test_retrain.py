@@ -290,9 +290,7 @@ def test_a_short_front_is_filled_from_the_next_layer():
     from nasbench.retrain.pick import pick_winners
 
     rows = [("a", 0.9, 100), ("b", 0.5, 10), ("c", 0.8, 200), ("d", 0.4, 50), ("e", 0.3, 300)]
-    records = pd.DataFrame(
-        [{"arch_id": i, "acc": acc, "macs": macs, "status": "ok"} for i, acc, macs in rows]
-    )
+    records = pd.DataFrame([{"arch_id": i, "acc": acc, "macs": macs, "status": "ok"} for i, acc, macs in rows])
     picked = pick_winners(records, 3)
     assert list(picked.arch_id[:2]) == ["b", "a"]  # the front first
     assert len(picked) == 3 and picked.arch_id.iloc[2] in {"c", "d"}  # then the next layer
