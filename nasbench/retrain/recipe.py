@@ -7,20 +7,21 @@ budget, so differences in test accuracy come from the architectures, not from tu
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasbench.errors import NasbenchError
-from nasbench.training.config import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS
+from nasbench.training.config import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, OPTIMIZERS, DictConfig
 
 
 @dataclass(frozen=True)
-class RetrainConfig:
+class RetrainConfig(DictConfig):
     """How a network is trained from scratch. ``None`` means "the default for the chosen optimizer"."""
+
+    LABEL = "retraining recipe"  # names it in from_dict's errors (not a field)
 
     batch_size: int = 128  # images per step; CIFAR recipes use 128, small enough for a CPU step to stay short
     optimizer: str = "sgd-nesterov"  # SGD-Nesterov is the CIFAR/ImageNet ConvNet standard; AdamW for attention
@@ -49,17 +50,6 @@ class RetrainConfig:
         if self.weight_decay is None:
             object.__setattr__(self, "weight_decay", DEFAULT_WEIGHT_DECAY[self.optimizer])
         _check(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RetrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise NasbenchError(f"retraining recipe has unknown fields {unknown}; valid are {sorted(known)}")
-        return cls(**d)
 
 
 def _check(c: RetrainConfig) -> None:

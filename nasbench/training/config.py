@@ -12,11 +12,29 @@ DEFAULT_LR = {"sgd-nesterov": 0.05, "adamw": 2e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd-nesterov": 5e-4, "adamw": 0.05}
 
 
+class DictConfig:
+    """``to_dict``/``from_dict`` for the frozen config dataclasses stored with runs (``LABEL`` names them)."""
+
+    LABEL = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise NasbenchError(f"{cls.LABEL} has unknown fields {unknown}; valid are {sorted(known)}")
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictConfig):
     """How a supernet is trained. ``None`` means "the default for the chosen optimizer" (lr, weight decay) or
     "a share of the run" (warm-up); the run folder records the resolved values."""
 
+    LABEL = "training config"  # names it in from_dict's errors (not a field)
     batch_size: int = 64  # images per step; every subnet of the sandwich sees the same batch (BigNAS)
     lr: float | None = None  # peak learning rate after warm-up; None: 0.05 for SGD, 2e-3 for AdamW
     optimizer: str = "sgd-nesterov"  # OFA and BigNAS train supernets with SGD-Nesterov; AdamW suits attention
@@ -44,17 +62,6 @@ class TrainConfig:
         if self.weight_decay is None:
             object.__setattr__(self, "weight_decay", DEFAULT_WEIGHT_DECAY[self.optimizer])
         _check(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise NasbenchError(f"training config has unknown fields {unknown}; valid are {sorted(known)}")
-        return cls(**d)
 
 
 def _check(c: TrainConfig) -> None:
