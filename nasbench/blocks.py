@@ -133,11 +133,17 @@ class DynamicDepthwiseConv(nn.Module):
         return torch.softmax(logits / self.temperature, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        pi = self.attention(x)  # (B, K)
-        kernels = torch.mm(pi, self.weight.flatten(1)).view(b * c, 1, self.kernel, self.kernel)
-        y = F.conv2d(x.reshape(1, b * c, h, w), kernels, None, self.stride, self.kernel // 2, groups=b * c)
-        return y.view(b, c, y.shape[2], y.shape[3])
+        return mixed_depthwise_conv(x, self.attention(x), self.weight, self.stride)
+
+
+def mixed_depthwise_conv(x: torch.Tensor, pi: torch.Tensor, experts: torch.Tensor, stride: int) -> torch.Tensor:
+    """Per-sample depthwise conv with kernels ``pi @ experts`` (experts: K x C x k x k), run as one grouped
+    conv with the batch folded into the channels. Shared by the static and the elastic dynamic conv."""
+    b, c, h, w = x.shape
+    k = experts.shape[-1]
+    kernels = torch.mm(pi, experts.flatten(1)).view(b * c, 1, k, k)
+    y = F.conv2d(x.reshape(1, b * c, h, w), kernels, None, stride, k // 2, groups=b * c)
+    return y.view(b, c, y.shape[2], y.shape[3])
 
 
 class DynamicConvBNAct(nn.Module):

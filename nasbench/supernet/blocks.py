@@ -15,13 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from nasbench.arch import ATTENTION_HEAD_DIM, DYNCONV_EXPERTS, se_channels
-from nasbench.blocks import BN_EPS, make_act
+from nasbench.blocks import BN_EPS, make_act, mixed_depthwise_conv
 from nasbench.supernet.ops import (
     ElasticBatchNorm2d,
     ElasticConv2d,
     ElasticLayerNorm,
     ElasticLinear,
     ElasticQKV,
+    kernel_transforms,
     shrink_kernel,
 )
 
@@ -94,10 +95,7 @@ class ElasticDynamicConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(DYNCONV_EXPERTS, channels_max, kmax, kmax))
         for k in range(DYNCONV_EXPERTS):
             nn.init.kaiming_uniform_(self.weight[k], a=5**0.5)
-        ladder = list(reversed(self.kernels))
-        self.transforms = nn.ParameterDict(
-            {f"{a}to{b}": nn.Parameter(torch.eye(b * b)) for a, b in zip(ladder, ladder[1:], strict=False)}
-        )
+        self.transforms = kernel_transforms(self.kernels)
         self.temperature = 1.0
         self.configure(channels_max, kmax)
 
@@ -115,31 +113,23 @@ class ElasticDynamicConv(nn.Module):
         }
 
     def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
         logits = self.fc2(torch.relu(self.fc1(x.mean((2, 3)))))
         pi = torch.softmax(logits / self.temperature, dim=1)
-        weight = self.active_weights()["weight"]
-        kernels = torch.mm(pi, weight.flatten(1)).view(b * c, 1, self.kernel, self.kernel)
-        y = nn.functional.conv2d(x.reshape(1, b * c, h, w), kernels, None, self.stride, self.kernel // 2, groups=b * c)
-        return y.view(b, c, y.shape[2], y.shape[3])
+        return mixed_depthwise_conv(x, pi, self.active_weights()["weight"], self.stride)
 
 
-class ElasticDynConvBNAct(nn.Module):
+class ElasticDynConvBNAct(ElasticConvBNAct):
+    """``ElasticConvBNAct`` whose conv is a dynamic depthwise conv (forward and export are inherited)."""
+
     def __init__(self, channels_max: int, kernels: Sequence[int], stride: int, act: str):
-        super().__init__()
+        nn.Module.__init__(self)
         self.conv = ElasticDynamicConv(channels_max, kernels, stride)
         self.bn = ElasticBatchNorm2d(channels_max, eps=BN_EPS)
         self.act = make_act(act)
 
-    def configure(self, cin: int, cout: int, kernel: int) -> None:
+    def configure(self, cin: int, cout: int, kernel: int = 1) -> None:
         self.conv.configure(cout, kernel)
         self.bn.configure(cout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv(x)))
-
-    def static_state(self) -> dict[str, Tensor]:
-        return {**with_prefix("conv", self.conv.active_weights()), **with_prefix("bn", self.bn.active_weights())}
 
     def permute_out_(self, order: Tensor) -> None:
         permute_(self.conv.weight, order, 1)

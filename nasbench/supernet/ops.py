@@ -31,6 +31,14 @@ def shrink_kernel(weight: Tensor, kernel: int, kernels: Sequence[int], transform
     return weight
 
 
+def kernel_transforms(kernels: Sequence[int]) -> nn.ParameterDict:
+    """OFA's learned kernel transformations, one per step down the kernel ladder, identity at first."""
+    ladder = sorted(set(kernels), reverse=True)
+    return nn.ParameterDict(
+        {f"{a}to{b}": nn.Parameter(torch.eye(b * b)) for a, b in zip(ladder, ladder[1:], strict=False)}
+    )
+
+
 class ElasticConv2d(nn.Module):
     """A conv with elastic input/output channels and kernel; depthwise convs have groups == channels."""
 
@@ -52,12 +60,7 @@ class ElasticConv2d(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_max, 1 if depthwise else in_max, kmax, kmax))
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
         self.bias = nn.Parameter(torch.zeros(out_max)) if bias else None
-        self.transforms = None
-        if transform and len(self.kernels) > 1:
-            ladder = list(reversed(self.kernels))
-            self.transforms = nn.ParameterDict(
-                {f"{a}to{b}": nn.Parameter(torch.eye(b * b)) for a, b in zip(ladder, ladder[1:], strict=False)}
-            )
+        self.transforms = kernel_transforms(self.kernels) if transform and len(self.kernels) > 1 else None
         self.configure(in_max, out_max, kmax)
 
     def configure(self, cin: int, cout: int, kernel: int) -> None:
