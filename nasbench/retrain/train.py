@@ -34,7 +34,6 @@ from nasbench.errors import NasbenchError
 from nasbench.retrain.pick import Job, cost_of
 from nasbench.retrain.recipe import RetrainConfig, WeightEma, mix_batch, one_hot, soft_cross_entropy
 from nasbench.training.evaluate import accuracy
-from nasbench.training.loop import to_channels_last
 from nasbench.training.optim import dynconv_temperature, make_optimizer, make_scheduler, set_temperature
 from nasbench.training.rundir import write_json
 from nasbench.training.sandwich import autocast
@@ -145,7 +144,7 @@ def _build(job: Job, train: DeviceData, num_classes: int, config: RetrainConfig,
     seed_everything(seed)  # initial weights come from torch's global generator
     model = build(arch, num_classes, drop_path=config.drop_path, dropout=config.dropout).to(device)
     if config.channels_last:
-        to_channels_last(model)
+        model.to(memory_format=torch.channels_last)
     stream = BatchStream(train, config.batch_size, arch.resolution, seed=seed, channels_last=config.channels_last)
     mix = torch.Generator().manual_seed(seed + MIX_SEED_OFFSET)
     optimizer = make_optimizer(model, config)  # duck-typed: reads optimizer, lr, momentum, weight_decay

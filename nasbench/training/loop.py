@@ -194,21 +194,13 @@ def default_device() -> torch.device:
 
 
 @torch.no_grad()
-def to_channels_last(model: torch.nn.Module) -> None:
-    """NHWC for every 4-D parameter and buffer. ``Module.to(memory_format=...)`` refuses models holding 5-D
-    tensors (the dynamic convs' expert kernels), so this converts the 4-D ones and leaves the rest."""
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.dim() == 4:
-            t.data = t.data.contiguous(memory_format=torch.channels_last)
-
-
 def _build(
     space: SearchSpace, num_classes: int, train: DeviceData, config: TrainConfig, seed: int, device: torch.device
 ) -> Trainer:
     seed_everything(seed)  # the supernet's initial weights come from torch's global generator
     net = Supernet(space, num_classes=num_classes).to(device)
     if config.channels_last:
-        to_channels_last(net)
+        net.to(memory_format=torch.channels_last)
     stream = BatchStream(
         train, config.batch_size, max(space.resolutions), seed=seed, channels_last=config.channels_last
     )
