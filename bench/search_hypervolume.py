@@ -23,7 +23,7 @@ from nasbench.counting import count
 from nasbench.data import load_dataset
 from nasbench.pareto import hypervolume, pareto_front
 from nasbench.runs import RunDir
-from nasbench.search.evaluator import EvalSettings, EvaluatorFactory, SupernetEvaluator
+from nasbench.search.evaluator import EvalSettings, SupernetEvaluator
 from nasbench.search.orchestrate import SearchConfig, _SearchPhase
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, train_supernet
@@ -47,7 +47,6 @@ def run_seed(args, space, dataset, trained, seed: int, out: Path) -> dict[str, f
     )
     settings = EvalSettings(val_fraction=TrainConfig().val_fraction, data_seed=args.train_seed)
     evaluator = SupernetEvaluator(trained.supernet, trained.train, trained.val, settings)
-    factory = EvaluatorFactory(space, dataset.num_classes, None, None, settings)
     phase = _SearchPhase(
         config,
         space,
@@ -55,7 +54,7 @@ def run_seed(args, space, dataset, trained, seed: int, out: Path) -> dict[str, f
         Budget("trials", float(args.evals * len(searchers))),
         {"spent": {}},
         evaluator,
-        factory,
+        None,  # no latency predictor
         trained,
         dataset,
     )

@@ -115,8 +115,7 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
         evaluator = SupernetEvaluator(
             trained.supernet, trained.train, trained.val, settings, predictor.predict if predictor else None
         )
-        factory = EvaluatorFactory(space, dataset.num_classes, None, None, settings, predictor=predictor)
-        search = _SearchPhase(config, space, run, budgets["search"], state, evaluator, factory, trained, dataset)
+        search = _SearchPhase(config, space, run, budgets["search"], state, evaluator, predictor, trained, dataset)
         search.run_all()
         spent = {"supernet": f"{trained.spent:.0f} s ({trained.steps} steps)", **search.spent_summary()}
         paths = run.write_outputs(list(config.objectives), budget={"budget": config.budget, **spent})
@@ -157,9 +156,9 @@ def _write_state(run: RunDir, state: dict[str, Any]) -> None:
 class _SearchPhase:
     """Phase 2: each searcher in turn, with an equal share of the search budget."""
 
-    def __init__(self, config, space, run, budget, state, evaluator, factory, trained, dataset):
+    def __init__(self, config, space, run, budget, state, evaluator, predictor, trained, dataset):
         self.config, self.space, self.run, self.state = config, space, run, state
-        self.evaluator, self.factory, self.trained, self.dataset = evaluator, factory, trained, dataset
+        self.evaluator, self.predictor, self.trained, self.dataset = evaluator, predictor, trained, dataset
         n = len(config.searchers)
         self.budgets = {
             s: Budget(budget.kind, budget.amount / n if budget.is_time else max(1, budget.count // n))
@@ -201,7 +200,7 @@ class _SearchPhase:
         clock = self.clock("proximal").start()
         cfg = self.config
         num_classes = self.dataset.num_classes
-        predictor = self.factory.predictor
+        predictor = self.predictor
         if "latency" in cfg.objectives and predictor is not None:  # search under latency, else under MACs
             expected, cost, limit = expected_latency(self.space, predictor), predictor.predict, cfg.max_latency
         else:
@@ -276,9 +275,9 @@ class _SearchPhase:
                 self.dataset.num_classes,
                 weights,
                 data,
-                self.factory.settings,
+                self.evaluator.settings,
                 get=ray_trials.get_shared,
-                predictor=self.factory.predictor,
+                predictor=self.predictor,
             )
             for searcher in searchers:
                 self.run_one_trial_searcher(ray_trials, searcher, factory)

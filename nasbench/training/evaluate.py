@@ -126,30 +126,12 @@ def evaluate_model(
 
 
 def evaluate(
-    supernet: nn.Module,
-    arch: Arch,
-    train_data: DeviceData,
-    val_data: DeviceData,
-    *,
-    bn_batches: int = 16,
-    batch_size: int = 64,
-    seed: int = 0,
-    channels_last: bool = False,
-    bf16: bool = True,
+    supernet: nn.Module, arch: Arch, train_data: DeviceData, val_data: DeviceData, **options: Any
 ) -> EvalResult:
-    """Select ``arch`` in ``supernet``, recalibrate its BN statistics and measure validation top-1.
+    """Select ``arch`` in ``supernet``, then ``evaluate_model`` (same keyword options): recalibrate its BN
+    statistics and measure validation top-1.
 
     This overwrites the supernet's running statistics with those of ``arch`` (they are per-subnet anyway).
     """
     supernet.set_active(arch)
-    return evaluate_model(
-        supernet,
-        arch,
-        train_data,
-        val_data,
-        bn_batches=bn_batches,
-        batch_size=batch_size,
-        seed=seed,
-        channels_last=channels_last,
-        bf16=bf16,
-    )
+    return evaluate_model(supernet, arch, train_data, val_data, **options)
