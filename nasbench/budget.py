@@ -163,6 +163,12 @@ def split(budget: Budget, shares: dict[str, float]) -> dict[str, Budget]:
     return {phase: Budget(budget.kind, float(n)) for phase, n in counts.items()}
 
 
+def split_evenly(budget: Budget, names: tuple[str, ...] | list[str]) -> dict[str, Budget]:
+    """``budget`` in equal parts, one per name, nothing lost to rounding: 7 trials over 3 searchers are
+    3 + 2 + 2 (the first names get the remainder)."""
+    return split(budget, {name: 1.0 / len(names) for name in names})
+
+
 def _largest_remainder(whole: int, shares: dict[str, float]) -> dict[str, int]:
     exact = {phase: whole * share for phase, share in shares.items()}
     counts = {phase: int(math.floor(x)) for phase, x in exact.items()}

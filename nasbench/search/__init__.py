@@ -1,6 +1,7 @@
 """Searchers over a trained supernet; every one writes the same records (one row per evaluated arch).
 
-``ray_trials`` runs ``nsga2``, ``tpe`` and ``random``: Optuna's samplers (``optuna_samplers``, the only
-module importing Optuna) propose, Ray Tune (``ray_trials``, the only module importing Ray) runs the
-trials. Import those modules explicitly; importing this package pulls in neither engine.
+``base`` is the protocol (``Searcher``, ``SearchContext``, ``RecordSink``), ``registry`` the names,
+``proximal`` the one-shot NASP searcher, ``trials`` the engine-free driver of Optuna's samplers (``nsga2``,
+``tpe``, ``random``), ``evaluator`` the one evaluation, ``orchestrate`` the whole run. The external engines
+sit in ``nasbench.engines``; importing this package pulls in neither Ray nor Optuna.
 """

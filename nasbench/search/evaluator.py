@@ -2,19 +2,21 @@
 
 ``SupernetEvaluator(arch)`` returns the record fields: validation top-1 after BN recalibration on a fixed,
 seeded set of training batches (the same batches for every arch, so accuracies compare), the analytic
-MACs and parameters, and the predicted latency when a latency predictor is given. Archs over a
-``--max-macs`` / ``--max-latency`` limit are marked infeasible without spending an accuracy evaluation.
+MACs and parameters, and the predicted latency when a latency predictor is given. Feasibility is not its
+business: the record sink applies the one constraint rule (``nasbench.objectives.table``) to its result.
 
-``EvaluatorFactory`` is its picklable recipe for Ray workers: it carries the space, handles to the shared
-supernet weights and dataset (placed once in Ray's object store by the orchestration) and the settings, and
-each worker calls it once to build its own evaluator.
+``evaluate_outcome`` wraps any evaluator so that an exception becomes a failed outcome, not a failed run.
+``EvaluatorFactory`` is the evaluator's picklable recipe for worker processes: it carries the space,
+handles to the shared supernet weights and dataset (placed once in a shared store by the orchestration)
+and the settings, and each worker calls it once to build its own evaluator.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,6 +28,8 @@ from nasbench.spaces import SearchSpace
 from nasbench.supernet import Supernet
 from nasbench.training.evaluate import evaluate
 
+Evaluator = Callable[[Arch], dict[str, Any]]
+
 
 @dataclass(frozen=True)
 class EvalSettings:
@@ -34,7 +38,6 @@ class EvalSettings:
     seed: int = 0  # picks the calibration batches: the same for every arch of a run
     val_fraction: float = 0.1  # share of the training split held out for validation (as in training)
     data_seed: int = 0  # seeds that split (the run's seed)
-    limits: dict[str, float] = field(default_factory=dict)  # {"macs": ..., "latency": ...}: feasibility
 
 
 class SupernetEvaluator:
@@ -54,20 +57,27 @@ class SupernetEvaluator:
     def __call__(self, arch: Arch) -> dict[str, Any]:
         cost = count(arch, self.supernet.num_classes)
         latency = float(self.predict_latency(arch)) if self.predict_latency else math.nan
-        out = {"macs": cost.macs, "params": cost.params, "latency_pred_ms": latency, "latency_ms": math.nan}
-        over = [
-            k
-            for k, v in (("macs", cost.macs), ("latency", latency))
-            if k in self.settings.limits and v > self.settings.limits[k]
-        ]
-        if over:
-            limit = self.settings.limits[over[0]]
-            return {**out, "status": "infeasible", "acc": math.nan, "error": f"{over[0]} over the limit {limit:g}"}
         s = self.settings
         result = evaluate(
             self.supernet, arch, self.train, self.val, bn_batches=s.bn_batches, batch_size=s.batch_size, seed=s.seed
         )
-        return {**out, "acc": result.top1}
+        return {"acc": result.top1, "macs": cost.macs, "params": cost.params, "latency_pred_ms": latency}
+
+
+def evaluate_outcome(evaluator: Evaluator, arch: Arch) -> dict[str, Any]:
+    """``evaluator(arch)`` as an outcome: ``status`` ok with its fields, or failed with the exception in
+    ``error``; ``eval_seconds`` either way. One failed evaluation is a failed record, not a failed run."""
+    start = time.perf_counter()
+    try:
+        outcome = {"status": "ok", "error": "", **evaluator(arch)}
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+    outcome.setdefault("eval_seconds", time.perf_counter() - start)
+    return outcome
+
+
+def identity(obj: Any) -> Any:
+    return obj
 
 
 @dataclass(frozen=True)
@@ -76,18 +86,17 @@ class EvaluatorFactory:
 
     space: SearchSpace
     num_classes: int
-    weights: Any  # a handle from ``get`` below, or the state dict itself
-    dataset: Any  # a handle, or the ImageDataset itself
+    weights: Any  # a handle that ``get`` resolves to the supernet's state dict
+    dataset: Any  # a handle that ``get`` resolves to the ImageDataset
     settings: EvalSettings
-    get: Callable[[Any], Any] | None = None  # resolves handles (ray_trials.get_shared); None: plain objects
+    get: Callable[[Any], Any] = identity  # resolves handles (e.g. ray_tune.get_shared); picklable
     predictor: Any = None  # a picklable latency predictor with ``predict(arch) -> ms``, or None
 
     def __call__(self) -> SupernetEvaluator:
-        get = self.get or (lambda obj: obj)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         net = Supernet(self.space, self.num_classes)
-        net.load_state_dict(get(self.weights))
-        dataset: ImageDataset = get(self.dataset)
+        net.load_state_dict(self.get(self.weights))
+        dataset: ImageDataset = self.get(self.dataset)
         train, val = search_data(dataset, self.settings.val_fraction, self.settings.data_seed, device=device)
         predict = self.predictor.predict if self.predictor is not None else None
         return SupernetEvaluator(net.to(device), train, val, self.settings, predict)

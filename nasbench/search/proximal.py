@@ -41,6 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nasbench.arch import Arch
+from nasbench.budget import BudgetClock
+from nasbench.counting import count
+from nasbench.search.base import RecordSink, SearchContext, Searcher
 from nasbench.spaces import SearchSpace
 
 Alpha = dict[str, Tensor]
@@ -126,12 +129,6 @@ class ProximalSearch:
         self.rng = random.Random(seed)
         self.seed = seed
         self.dims = {d.label: d.choices for d in space.dimensions()}
-
-    def run(self, targets: list[float], report: Callable[[Arch, dict], None], should_stop: Callable[[], bool]) -> None:
-        for index, target in enumerate(targets):
-            if should_stop():
-                return
-            self.search_target(index, target, report, should_stop)
 
     def init_alpha(self, index: int) -> Alpha:
         gen = torch.Generator().manual_seed(self.seed * 1000 + index)
@@ -241,3 +238,47 @@ def cost_range(space: SearchSpace, cost: Callable[[Arch], float], n: int) -> lis
     if not (low > 0 and high > low and math.isfinite(high)):
         raise ValueError(f"cannot space targets between {low} and {high}")
     return geometric_targets(low, high, n)
+
+
+# --- the searcher protocol ------------------------------------------------------------------------------
+
+
+class ProximalSearcher(Searcher):
+    """``ProximalSearch`` behind the searcher protocol: targets spread over the space's cost range (capped
+    at a ``--max-macs`` / ``--max-latency`` limit), each given an equal share of a time budget; every
+    discrete architecture a target reaches is evaluated with the shared supernet and recorded once.
+    Searches under latency when it is an objective and a predictor is given, else under MACs."""
+
+    name = "proximal"
+
+    def search(self, ctx: SearchContext, clock: BudgetClock, sink: RecordSink) -> None:
+        from nasbench.objectives.expected import expected_latency, expected_macs
+
+        steps = int(ctx.options.get("proximal_steps", ProximalConfig.steps))
+        if "latency" in ctx.objectives and ctx.predictor is not None:
+            expected, cost, limit = expected_latency(ctx.space, ctx.predictor), ctx.predictor.predict, "latency"
+        else:
+            expected, limit = expected_macs(ctx.space, ctx.num_classes), "macs"
+
+            def cost(arch: Arch) -> float:
+                return count(arch, ctx.num_classes).macs
+
+        targets = cost_range(ctx.space, cost, int(ctx.options.get("proximal_targets", 4)))
+        if limit in ctx.limits:
+            targets = [min(t, ctx.limits[limit]) for t in targets]
+        config = ProximalConfig(steps=steps, record_every=max(1, steps // 4))
+        algorithm = ProximalSearch(ctx.space, ctx.supernet, ctx.train, ctx.val, expected, config=config, seed=ctx.seed)
+        share = clock.budget.amount / len(targets)
+
+        def report(arch: Arch, info: dict) -> None:
+            if not sink.evaluated(arch):
+                sink.evaluate(ctx.evaluate, arch, extra=info)
+
+        for index, target in enumerate(targets):
+            if clock.exhausted:
+                break
+
+            def should_stop(index: int = index) -> bool:
+                return clock.exhausted or (clock.budget.is_time and clock.spent > share * (index + 1))
+
+            algorithm.search_target(index, target, report, should_stop)

@@ -1,8 +1,8 @@
 """Optuna behind one door: the study in SQLite, the seeded samplers, and how trials are told.
 
-This is the only module that imports Optuna (``ray.tune.search.optuna`` imports it too, inside Ray's own
-integration). Everything here speaks plain numbers and labels; records, architectures and objective
-names stay with the caller (``nasbench.search.ray_trials``).
+This is the only module that imports Optuna. Everything here speaks plain numbers and labels; records,
+architectures and objective names stay with the caller (``nasbench.search.trials``, the engine-free trial
+driver, which asks and tells through these functions).
 
 Verified against Optuna 5.0:
 
@@ -38,19 +38,18 @@ from optuna.trial import Trial, TrialState
 from nasbench.errors import NasbenchError
 
 SAMPLERS = ("nsga2", "tpe", "random")
-DB_NAME = "optuna.db"
 INTERRUPTED = "interrupted"  # user attr of trials closed because their run stopped before they reported
 
 
-def storage(run_dir: Path) -> optuna.storages.RDBStorage:
-    """The run's study database, ``<run_dir>/optuna.db`` (created on first use).
+def storage(db_file: Path) -> optuna.storages.RDBStorage:
+    """The run's study database (``RunDir.optuna_db``, ``<run>/optuna.db``), created on first use.
 
     Optuna writes each suggested parameter in a transaction of its own: with SQLite's default rollback
     journal that is one fsync per parameter (1.8 s per trial for the 95 decisions of ``efficientnet`` on
     a busy disk). Write-ahead logging with ``synchronous=NORMAL`` (0.3 s) still survives a killed
     process, which is what resume needs; only a power cut may lose the last transactions.
     """
-    path = Path(run_dir).resolve() / DB_NAME
+    path = Path(db_file).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     connect = functools.partial(_connect, str(path))
     return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
@@ -63,12 +62,20 @@ def _connect(path: str) -> sqlite3.Connection:
     return con
 
 
-def open_study(db: optuna.storages.BaseStorage, name: str, maximise: Sequence[bool], metric_names: Sequence[str]):
-    """Create the multi-objective study ``name`` or load it when it exists (resume)."""
+def open_study(
+    db: optuna.storages.BaseStorage,
+    name: str,
+    maximise: Sequence[bool],
+    metric_names: Sequence[str],
+    sampler: BaseSampler | None = None,
+) -> optuna.Study:
+    """Create the multi-objective study ``name`` or load it when it exists (resume), asking ``sampler``."""
     # Optuna logs every told trial at INFO; the records are the place to read them.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = ["maximize" if m else "minimize" for m in maximise]
-    study = optuna.create_study(storage=db, study_name=name, directions=directions, load_if_exists=True)
+    study = optuna.create_study(
+        storage=db, study_name=name, directions=directions, sampler=sampler, load_if_exists=True
+    )
     stored = [d.name.lower() for d in study.directions]
     if stored != directions:
         raise NasbenchError(
@@ -84,6 +91,12 @@ def open_study(db: optuna.storages.BaseStorage, name: str, maximise: Sequence[bo
 def distributions(dimensions: Sequence[tuple[str, Sequence[Any]]]) -> dict[str, CategoricalDistribution]:
     """One categorical per labelled dimension, choices in the space's order."""
     return {label: CategoricalDistribution(tuple(choices)) for label, choices in dimensions}
+
+
+def ask(study: optuna.Study, dims: dict[str, CategoricalDistribution]) -> tuple[Trial, dict[str, Any]]:
+    """A new trial of ``study`` and its proposal: one choice per labelled dimension."""
+    trial = study.ask(fixed_distributions=dims)
+    return trial, dict(trial.params)
 
 
 def make_sampler(name: str, seed: int, *, population_size: int = 50) -> BaseSampler:
