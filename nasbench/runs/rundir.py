@@ -40,7 +40,7 @@ import pandas as pd
 from nasbench import atomic
 from nasbench.diffing import first_difference
 from nasbench.errors import NasbenchError
-from nasbench.runs import outputs
+from nasbench.runs.outputs import write_outputs as write_output_files
 from nasbench.runs.records import Journal, Record, records_frame
 
 try:  # POSIX; elsewhere the single-writer rule is simply not enforced
@@ -333,7 +333,7 @@ class RunDir:
         paths = {"records": self._write_parquet(records)}
         targets = {"pareto_csv": self.pareto_csv, "pareto_png": self.pareto_png, "summary": self.summary_file}
         paths.update(
-            outputs.write_outputs(
+            write_output_files(
                 records,
                 targets,
                 run_id=self.run_id,

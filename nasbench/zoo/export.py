@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 
 import nasbench
+import nasbench.zoo.zoo as z
 from nasbench.arch import Arch
 from nasbench.atomic import write_bytes, write_json, write_text
 from nasbench.build import Net, build
 from nasbench.counting import count
 from nasbench.errors import NasbenchError
 from nasbench.runs import RunDir
-from nasbench.zoo import zoo as z
 from nasbench.zoo.onnx_export import export_onnx
 
 RESULT_FILE = "result.json"  # nasbench.retrain writes it last: a retraining without it has not finished
