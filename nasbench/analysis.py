@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from nasbench.counting import count
 from nasbench.data import load_dataset
 from nasbench.errors import NasbenchError
+from nasbench.objectives.table import parse_objectives
 from nasbench.pareto import pareto_front
 from nasbench.retrain.report import read_results, report_frame
 from nasbench.runs import DEFAULT_ROOT, RunDir, objective_frame
@@ -109,7 +110,7 @@ def plot_fronts(records: pd.DataFrame, references: pd.DataFrame | None = None, t
             mine = data[data["searcher"] == searcher]
             ax.scatter(mine[cost], mine["acc"], s=14, alpha=0.5, color=f"C{i % 10}", label=searcher)
         if len(data):
-            front = pareto_front(data, {"acc": "max", cost: "min"})
+            front = pareto_front(data, parse_objectives(["acc", cost]))
             ax.step(front[cost], front["acc"], where="post", color="black", linewidth=1.2, label="Pareto front")
         if cost == "macs":
             ax.set_xscale("log")

@@ -22,16 +22,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from nasbench.objectives.table import FIELD_SENSES, OBJECTIVES
+
 SENSES = ("max", "min")
-# Senses of the objectives nasbench records, so callers may name objectives without spelling them out.
-KNOWN_SENSES = {
-    "acc": "max",
-    "macs": "min",
-    "params": "min",
-    "latency": "min",
-    "latency_ms": "min",
-    "latency_pred_ms": "min",
-}
+# Senses of the objectives nasbench records, by objective name (the objectives table's) and by record field,
+# so callers may name objectives without spelling them out.
+KNOWN_SENSES = {**{name: o.direction for name, o in OBJECTIVES.items()}, **FIELD_SENSES}
 
 
 def _to_min(values: np.ndarray | Sequence, senses: Sequence[str]) -> np.ndarray:

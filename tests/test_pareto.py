@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nasbench.pareto import hypervolume, pareto_front, pareto_mask, spread_along_front
+from nasbench.objectives.table import OBJECTIVES
+from nasbench.pareto import hypervolume, pareto_front, pareto_mask, resolve_objectives, spread_along_front
 
 
 def brute_mask(values, senses):
@@ -105,6 +106,16 @@ def test_front_of_empty_frame_and_unknown_objectives():
         pareto_front(empty, ["acc", "flops"])
     with pytest.raises(ValueError, match="not in the frame"):
         pareto_front(empty, ["acc", "latency"])
+
+
+def test_known_senses_are_the_objectives_tables():
+    """Objective names and the record fields behind them take their direction from the one table."""
+    for name, objective in OBJECTIVES.items():
+        assert resolve_objectives([name, *objective.fields]) == dict.fromkeys(
+            [name, *objective.fields], objective.direction
+        )
+    frame = pd.DataFrame({"acc": [0.5, 0.6, 0.7], "latency_ms": [1.0, 3.0, 2.0]})
+    assert pareto_front(frame, ["acc", "latency_ms"])["latency_ms"].tolist() == [1.0, 2.0]
 
 
 # --- hypervolume ----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The run folder: config, crash-safe records, resume helpers, outputs and ``nasbench pareto``."""
 
+import ast
 import dataclasses
 import json
 import math
@@ -11,6 +12,7 @@ import sys
 import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from typer.testing import CliRunner
 
 import nasbench
 from nasbench.errors import NasbenchError
-from nasbench.runs import SCHEMA, Record, RunDir, make_run_id, run_front
+from nasbench.runs import SCHEMA, Record, RunDir, make_run_id, outputs, run_front
 from nasbench.runs_cli import app as runs_app
 
 CONFIG = {"space": "tiny", "data": "digits", "budget": "300trials", "searchers": ["random", "nsga2"], "seed": 0}
@@ -106,6 +108,45 @@ def test_run_id_and_config(tmp_path):
     with RunDir.create(CONFIG, root=tmp_path) as r:
         assert r.path.parent == tmp_path and r.run_id.split("-")[2:4] == ["tiny", "digits"]
         assert json.loads((r.path / "config.json").read_text())["config"] == CONFIG
+
+
+def test_run_dir_names_every_file_of_the_run(run):
+    names = {
+        "config_file": "config.json",
+        "journal_file": "records.jsonl",
+        "parquet_file": "records.parquet",
+        "pareto_csv": "pareto.csv",
+        "pareto_png": "pareto.png",
+        "summary_file": "summary.md",
+        "state_file": "search_state.json",
+        "supernet_dir": "supernet",
+        "ray_dir": "ray_tmp",
+        "tune_dir": "tune",
+        "optuna_db": "optuna.db",
+        "retrain_dir": "retrain",
+        "lock_file": ".lock",
+    }
+    assert {attr: getattr(run, attr).relative_to(run.path).as_posix() for attr in names} == names
+    assert sorted(p.name for p in run.path.iterdir()) == [".lock", "config.json", "records.jsonl"]
+    assert run.journal.path == run.journal_file
+    fill(run)
+    paths = run.write_outputs(["acc", "macs"])
+    assert paths == {
+        "records": run.parquet_file,
+        "pareto_csv": run.pareto_csv,
+        "pareto_png": run.pareto_png,
+        "summary": run.summary_file,
+    }
+    assert all(p.is_file() for p in paths.values()) and not list(run.path.glob(".*.tmp"))
+
+
+def test_search_state_round_trips_atomically(run):
+    assert run.read_state() == {"spent": {}} and not run.state_file.exists()
+    state = {"spent": {"random": 12.5, "nsga2": 3.0}, "note": "x"}
+    run.write_state(state)
+    assert run.read_state() == state and RunDir.open(run.path).read_state() == state
+    run.write_state({"spent": {"random": 13.0}})
+    assert run.read_state() == {"spent": {"random": 13.0}} and not list(run.path.glob(".*.tmp"))
 
 
 def test_records_have_the_schema_also_when_empty(run):
@@ -244,6 +285,41 @@ def test_write_outputs(run):
     for text in ("tiny", "digits", "search: 8 trials", "| random | 3 | 1 | 0 | 4 |", "ns0002", "MACs = 550"):
         assert text in summary, text
     assert "| random | 2 |" in summary and "| nsga2 | 1 |" in summary and "| all | 3 |" in summary  # front sizes
+
+
+def test_outputs_are_functions_of_the_records(run, tmp_path):
+    """No run folder needed: a DataFrame of records and three paths."""
+    fill(run)
+    records = run.records()
+    paths = {"pareto_csv": tmp_path / "f.csv", "pareto_png": tmp_path / "f.png", "summary": tmp_path / "s.md"}
+    written = outputs.write_outputs(
+        records, paths, run_id="elsewhere", config=CONFIG, objectives="acc,macs", budget=None, reference=None
+    )
+    assert written == paths
+    assert pd.read_csv(paths["pareto_csv"])["arch_id"].tolist() == ["ra0001", "ns0002", "ra0003"]
+    assert paths["summary"].read_text().startswith("# Search run elsewhere")
+    tree = ast.parse(Path(outputs.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m and m.startswith("nasbench.runs")]  # storage -> outputs, never back
+
+
+def test_infeasible_records_are_plotted_apart_and_never_on_the_front(run):
+    fill(run)  # nsga2 trial 3 is infeasible without a measured accuracy (macs 1e9)
+    # Over a limit, yet it would dominate the whole front if it counted: cheaper and more accurate.
+    run.append(rec(4, "nsga2", macs=20, status="infeasible", error="macs over its limit", extra={"acc_measured": 0.99}))
+    records = run.records()
+    assert "ns0004" not in run_front(records, "acc,macs")["arch_id"].tolist()
+    ax = outputs.fronts_figure(records).axes[0]
+    crosses = [c for c in ax.collections if c.get_label() == outputs.INFEASIBLE_LABEL]
+    assert len(crosses) == 1 and crosses[0].get_offsets().tolist() == [[20.0, 0.99]]
+    (edge,) = [c for c in ax.collections if c.get_offsets().tolist() == [[1e9, 0.02]]]  # unmeasured: bottom edge
+    assert edge.get_label().startswith("_")  # one legend entry for both
+    (front_line,) = [line for line in ax.lines if line.get_label() == "Pareto front"]
+    assert 20.0 not in front_line.get_xdata().tolist() and 0.99 not in front_line.get_ydata().tolist()
+    assert outputs.INFEASIBLE_LABEL in [t.get_text() for t in ax.get_legend().get_texts()]
+    summary = run.write_outputs(["acc", "macs"])["summary"].read_text()
+    assert "| nsga2 | 3 | 0 | 2 | 5 |" in summary  # counted apart in the status table
 
 
 def test_write_outputs_of_a_run_without_successes(run):

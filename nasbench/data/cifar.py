@@ -12,10 +12,8 @@ import codecs
 import hashlib
 import http.client
 import io
-import os
 import pickle
 import tarfile
-import tempfile
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from rich.progress import Progress
 
+from nasbench.atomic import atomic_path
 from nasbench.data.dataset import ImageDataset
 from nasbench.errors import NasbenchError
 
@@ -188,24 +187,25 @@ def _open_url(url: str) -> BinaryIO:
     return urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S)
 
 
+class _WrongChecksum(Exception):
+    """Raised inside the atomic write to abort it: the download is not the official archive."""
+
+
 def download_verified(url: str, dest: Path, md5: str) -> Path:
-    """Download ``url`` to ``dest`` via a temporary file; keep it only if its MD5 matches."""
-    tmp: Path | None = None
+    """Download ``url`` to ``dest`` via a temporary file (``nasbench.atomic``); keep it only if its MD5
+    matches, so a broken download never poses as the archive."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        tmp = Path(tmp_name)
-        with os.fdopen(fd, "wb") as out, _open_url(url) as response:
-            digest = _copy_with_md5(response, out, dest.name)
-        if digest == md5:
-            os.replace(tmp, dest)
-            return dest
-        problem = f"its MD5 is {digest}, not the official {md5}"
+        with atomic_path(dest) as tmp:
+            with open(tmp, "wb") as out, _open_url(url) as response:
+                digest = _copy_with_md5(response, out, dest.name)
+            if digest != md5:
+                raise _WrongChecksum(f"its MD5 is {digest}, not the official {md5}")
+        return dest
+    except _WrongChecksum as err:
+        problem = str(err)
     except (OSError, http.client.HTTPException) as err:
         problem = f"{type(err).__name__}: {err}"
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
     raise NasbenchError(
         f"Could not download {dest.name} from {url} ({problem}); download it yourself and pass "
         f"--data DIR for the directory that holds it (the archive or its extracted folder), or put it in "

@@ -7,14 +7,13 @@ it with ``split_validation``); ``test_x``/``test_y`` are read by retraining and 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from nasbench.atomic import atomic_path
 from nasbench.errors import NasbenchError
 
 Stats = tuple[float, float, float]
@@ -177,19 +176,14 @@ def _npz_classes(path: Path, classes: np.ndarray | None, num_labels: int) -> lis
 
 
 def save_npz_atomic(path: Path, ds: ImageDataset) -> None:
-    """Write ``ds`` in the .npz dataset format; readers never see a half-written file (temp + os.replace)."""
+    """Write ``ds`` in the .npz dataset format; readers never see a half-written file (``nasbench.atomic``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez(
-                out,
-                x_train=ds.train_x,
-                y_train=ds.train_y,
-                x_test=ds.test_x,
-                y_test=ds.test_y,
-                classes=np.array(ds.classes, dtype=np.str_),
-            )
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:  # a file object: np.savez would append .npz to a name
+        np.savez(
+            out,
+            x_train=ds.train_x,
+            y_train=ds.train_y,
+            x_test=ds.test_x,
+            y_test=ds.test_y,
+            classes=np.array(ds.classes, dtype=np.str_),
+        )

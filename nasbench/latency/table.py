@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nasbench.arch import Arch
+from nasbench.atomic import atomic_path
 from nasbench.counting import LayerConfig, decompose
 from nasbench.errors import NasbenchError
 from nasbench.latency.measure import Context
@@ -201,21 +200,14 @@ class LatencyTable:
         }
 
     def save(self, path: Path | str | None = None) -> Path:
-        """Write the table atomically (temp file + ``os.replace``): a crash never leaves half a file."""
+        """Write the table atomically (``nasbench.atomic``): a crash never leaves half a file."""
         target = Path(path or self.path or "")
         if not target.name:
             raise ValueError("no path to save the latency table to")
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_json(), f, indent=1)
-                f.write("\n")
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; a table is meant to be shared
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+            tmp.chmod(0o644)  # the temporary file is private; a table is meant to be shared
         self.path = target
         return target
 

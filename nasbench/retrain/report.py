@@ -19,9 +19,10 @@ from typing import Any
 import pandas as pd
 from scipy.stats import kendalltau
 
+from nasbench.atomic import write_json, write_text
+from nasbench.runs.rundir import RETRAIN_DIR
 from nasbench.textfmt import human_count
 
-RETRAIN_DIR = "retrain"
 RESULT_FILE = "result.json"  # the same name as nasbench.retrain.train.RESULT_FILE (kept import-light here)
 COLUMNS = [
     "role",
@@ -41,6 +42,7 @@ COLUMNS = [
 
 
 def retrain_dir(run_path: str | os.PathLike) -> Path:
+    """``RUN/retrain/`` (``RunDir.retrain_dir``) for a run given by its path."""
     return Path(run_path) / RETRAIN_DIR
 
 
@@ -101,9 +103,9 @@ def write_report(run_path: str | os.PathLike, *, title: str = "") -> dict[str, A
         "equal_macs": equal_macs_comparison(frame),
         "rows": json.loads(frame.to_json(orient="records")),
     }
-    _write_text(root / "report.csv", frame.to_csv(index=False))
-    _write_text(root / "report.json", json.dumps(report, indent=2) + "\n")
-    _write_text(root / "report.md", report_markdown(frame, report, title=title))
+    write_text(root / "report.csv", frame.to_csv(index=False))
+    write_json(root / "report.json", report)
+    write_text(root / "report.md", report_markdown(frame, report, title=title))
     return report
 
 
@@ -168,9 +170,3 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def markdown_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False)  # tabulate, a pandas optional dependency
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -1,15 +1,17 @@
 """Search runs: one folder per run holding its configuration, its records and what it shows.
 
-``RunDir`` (``rundir.py``) is the folder and its crash-safe journal of ``Record`` rows (``records.py``);
-``outputs.py`` writes the front (CSV), its plot (PNG) and ``summary.md``.
+``RunDir`` (``rundir.py``) owns the folder: every file a named path on it, the crash-safe journal of
+``Record`` rows (``records.py``) and the writer's lock. ``outputs.py`` turns a run's records (a DataFrame)
+into the front (CSV), its plot (PNG) and ``summary.md``; it knows nothing of the folder.
+``OBJECTIVES`` and ``parse_objectives`` are the objectives table's (``nasbench.objectives.table``),
+re-exported here for existing callers.
 """
 
+from nasbench.objectives.table import OBJECTIVES, parse_objectives
 from nasbench.runs.outputs import (
-    OBJECTIVES,
     default_reference,
     hypervolume_table,
     objective_frame,
-    parse_objectives,
     plot_fronts,
     run_front,
 )

@@ -1,12 +1,15 @@
 """What a run shows: its Pareto front (CSV), a plot of it (PNG) and a one-page summary (Markdown).
 
-The objectives a run can be judged on are accuracy (max) and MACs, params and latency (min); ``latency`` is
-the measured latency where a record has one, else the predicted one. Fronts and hypervolumes come from the
-pure functions of ``nasbench.pareto``; this module only selects, formats and draws.
+Functions of a run's records (a DataFrame, ``records.SCHEMA``) and the paths to write: they know nothing of
+the run folder (``RunDir.write_outputs`` names the files). The objectives and where a record holds each
+come from the one table, ``nasbench.objectives.table`` (``latency``: measured where a record has it, else
+predicted). Fronts and hypervolumes come from the pure functions of ``nasbench.pareto``; this module only
+selects, formats and draws.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -16,37 +19,40 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nasbench.errors import NasbenchError
+from nasbench import atomic
+from nasbench.objectives.table import OBJECTIVES, parse_objectives
 from nasbench.pareto import hypervolume, pareto_front
 from nasbench.textfmt import human_count
 
 if TYPE_CHECKING:
-    from nasbench.runs.rundir import RunDir
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-OBJECTIVES = {"acc": "max", "macs": "min", "params": "min", "latency": "min"}
-IDEAL = {"acc": 1.0, "macs": 0.0, "params": 0.0, "latency": 0.0}  # the corner normalized hypervolume uses
+# The corner normalized hypervolume uses: accuracy (the one maximised objective, a fraction) 1, costs 0.
+IDEAL = {name: 1.0 if o.maximise else 0.0 for name, o in OBJECTIVES.items()}
 REFERENCE_MARGIN = 1.1  # default reference: costs at 1.1 x the largest seen, so the costliest point counts
 FRONT_COLUMNS = ["arch_id", "searcher", "trial", "seed", "acc", "macs", "params", "latency"]
 FRONT_COLUMNS += ["latency_ms", "latency_pred_ms", "resolution", "arch"]
-LABELS = {"acc": "acc", "macs": "MACs", "params": "params", "latency": "latency ms"}
+LABELS = {name: o.label for name, o in OBJECTIVES.items()}
+INFEASIBLE_LABEL = "infeasible (over a limit)"
 
 
-def parse_objectives(objectives: str | Sequence[str]) -> dict[str, str]:
-    """``"acc,macs"`` or ``["acc", "macs"]`` as ``{"acc": "max", "macs": "min"}``; one clear error otherwise."""
-    names = [o.strip() for o in objectives.split(",")] if isinstance(objectives, str) else list(objectives)
-    for name in names:
-        if name not in OBJECTIVES:
-            raise NasbenchError(f"objective {name!r} is not one of {', '.join(OBJECTIVES)}")
-    if not names or len(set(names)) != len(names):
-        raise NasbenchError(f"objectives must name each of {', '.join(OBJECTIVES)} at most once, got {names}")
-    return {name: OBJECTIVES[name] for name in names}
+def with_objectives(records: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``records`` with one column per objective of the table, each its record fields' first
+    present value in the table's order (``latency``: measured, else predicted; NaN if neither)."""
+    out = records.copy()
+    for name, objective in OBJECTIVES.items():
+        first, *rest = objective.fields
+        column = out[first]
+        for field in rest:
+            column = column.fillna(out[field])
+        out[name] = column
+    return out
 
 
 def objective_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """The ok records, with a ``latency`` column: measured where present, else predicted (NaN if neither)."""
-    ok = records[records["status"] == "ok"].copy()
-    ok["latency"] = ok["latency_ms"].fillna(ok["latency_pred_ms"])
-    return ok
+    """The ok records, with a column per objective (see ``with_objectives``)."""
+    return with_objectives(records[records["status"] == "ok"])
 
 
 def run_front(records: pd.DataFrame, objectives: str | Sequence[str]) -> pd.DataFrame:
@@ -88,56 +94,92 @@ def hypervolume_table(
 
 
 def write_outputs(
-    run: RunDir,
-    objectives: str | Sequence[str],
+    records: pd.DataFrame,
+    paths: Mapping[str, Path],
     *,
+    run_id: str,
+    config: Mapping[str, Any],
+    objectives: str | Sequence[str],
     budget: Mapping[str, Any] | None = None,
     reference: Mapping[str, float] | None = None,
 ) -> dict[str, Path]:
-    """pareto.csv, pareto.png and summary.md of ``run``, each written atomically."""
+    """The front of ``records`` to ``paths["pareto_csv"]``, its plot to ``paths["pareto_png"]`` and the run's
+    summary to ``paths["summary"]``, each written atomically; returns those three paths by name.
+
+    ``budget`` is shown in the summary as given; ``reference`` is the hypervolume reference point
+    (default: ``default_reference``)."""
     obj = parse_objectives(objectives)
-    records = run.records()
     ok = objective_frame(records)
     front = pareto_front(ok, obj)
     reference = dict(reference) if reference is not None else default_reference(ok, obj)
-    paths = {"pareto_csv": run.path / "pareto.csv", "pareto_png": run.path / "pareto.png"}
-    paths["summary"] = run.path / "summary.md"
-    _write_text(paths["pareto_csv"], front[FRONT_COLUMNS].to_csv(index=False))
-    plot_fronts(records, paths["pareto_png"], title=f"run {run.run_id}")
-    text = summary_markdown(run.run_id, run.config, records, obj, budget or {}, reference)
-    _write_text(paths["summary"], text)
-    return paths
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    written = {key: Path(paths[key]) for key in ("pareto_csv", "pareto_png", "summary")}
+    atomic.write_text(written["pareto_csv"], front[FRONT_COLUMNS].to_csv(index=False))
+    plot_fronts(records, written["pareto_png"], title=f"run {run_id}")
+    atomic.write_text(written["summary"], summary_markdown(run_id, config, records, obj, budget or {}, reference))
+    return written
 
 
 def plot_fronts(records: pd.DataFrame, path: str | os.PathLike, title: str = "") -> Path:
+    """``fronts_figure`` of ``records`` as a PNG at ``path``, written atomically."""
+    fig = fronts_figure(records, title)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    return Path(path)
+
+
+def fronts_figure(records: pd.DataFrame, title: str = "") -> Figure:
     """Accuracy vs MACs (log scale), and accuracy vs latency when the run has latency figures: every ok
-    record faint, one colour per searcher, each panel's own front bold and joined as a staircase."""
+    record faint, one colour per searcher, each panel's own front bold and joined as a staircase.
+    Infeasible records (over a ``--max-*`` limit) are grey crosses and never on a front: at the accuracy
+    measured before the limit was checked (``extra["acc_measured"]``), else along the panel's bottom edge."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg and touches no pyplot state
 
     ok = objective_frame(records)
+    infeasible = infeasible_frame(records)
     panels = ["macs"] + (["latency"] if ok["latency"].notna().any() else [])
     fig = Figure(figsize=(6.4 * len(panels), 4.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     searchers = sorted(records["searcher"].unique())
     colours = {s: f"C{i % 10}" for i, s in enumerate(searchers)}
     for ax, cost in zip(axes, panels, strict=True):
+        _draw_infeasible(ax, infeasible, cost)
         _draw_panel(ax, ok, cost, colours)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize="small")
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
-    return path
+    return fig
 
 
-def _draw_panel(ax: Any, ok: pd.DataFrame, cost: str, colours: dict[str, str]) -> None:
+def infeasible_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """The infeasible records with a column per objective; ``acc`` is the accuracy measured before the
+    record was found over a limit (``extra["acc_measured"]``), NaN where none was measured."""
+    out = with_objectives(records[records["status"] == "infeasible"])
+    out["acc"] = out["extra"].map(_measured_acc).astype(float)
+    return out
+
+
+def _measured_acc(extra: str) -> float:
+    try:
+        value = json.loads(extra or "{}").get("acc_measured")
+        return math.nan if value is None else float(value)
+    except (ValueError, TypeError, AttributeError):  # not JSON, not an object, not a number
+        return math.nan
+
+
+def _draw_infeasible(ax: Axes, infeasible: pd.DataFrame, cost: str) -> None:
+    data = infeasible[infeasible[cost].notna()]
+    style = {"marker": "x", "s": 18, "color": "grey", "alpha": 0.7, "linewidths": 1}
+    label: str | None = INFEASIBLE_LABEL
+    measured, unmeasured = data[data["acc"].notna()], data[data["acc"].isna()]
+    if len(measured):
+        ax.scatter(measured[cost], measured["acc"], label=label, **style)
+        label = None
+    if len(unmeasured):  # y in axes coordinates: at the bottom edge, whatever the accuracies shown
+        ax.scatter(unmeasured[cost], [0.02] * len(unmeasured), transform=ax.get_xaxis_transform(), label=label, **style)
+
+
+def _draw_panel(ax: Axes, ok: pd.DataFrame, cost: str, colours: dict[str, str]) -> None:
     ax.set_xlabel("MACs (log scale)" if cost == "macs" else "latency, ms (measured, else predicted)")
     ax.set_ylabel("validation top-1 accuracy")
     ax.grid(True, alpha=0.3)
@@ -147,14 +189,13 @@ def _draw_panel(ax: Any, ok: pd.DataFrame, cost: str, colours: dict[str, str]) -
         return
     if cost == "macs":
         ax.set_xscale("log")
-    front = pareto_front(data, {"acc": "max", cost: "min"})
+    front = pareto_front(data, parse_objectives(["acc", cost]))
     for searcher, colour in colours.items():
         mine = data[data["searcher"] == searcher]
         ax.scatter(mine[cost], mine["acc"], s=12, alpha=0.3, color=colour, label=searcher)
         on_front = front[front["searcher"] == searcher]
         ax.scatter(on_front[cost], on_front["acc"], s=40, color=colour, edgecolors="black", zorder=3)
     ax.step(front[cost], front["acc"], where="post", color="black", linewidth=1.2, label="Pareto front")
-    ax.legend(loc="lower right", fontsize="small")
 
 
 # --- summary ------------------------------------------------------------------------------------------

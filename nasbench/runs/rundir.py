@@ -1,17 +1,24 @@
-"""The search run folder: its configuration, its records, and the guarantees a resumed run relies on.
+"""The search run folder: every file and folder of a run is a named path on ``RunDir``.
 
 ::
 
-    RUN/config.json        the run's full configuration, written once when the run is created
-    RUN/records.jsonl      the journal: one line per evaluated architecture, fsync'ed (the source of truth)
-    RUN/records.parquet    the same records as Parquet, replaced atomically at checkpoints and at the end
-    RUN/pareto.csv         the front; pareto.png its plot; summary.md the run in a page (write_outputs)
-    RUN/supernet/          suggested home of the supernet training folder (nasbench.training's own rules)
-    RUN/ray/, RUN/optuna.sqlite3   suggested homes of Ray's temporary files and the Optuna study
-    RUN/.lock              held (flock) by the one process that writes the run
+    RUN/config.json         config_file    the run's full configuration, written once when the run is created
+    RUN/records.jsonl       journal_file   one line per evaluated architecture, fsync'ed (the source of truth)
+    RUN/records.parquet     parquet_file   the same records as Parquet, replaced atomically at checkpoints
+    RUN/pareto.csv          pareto_csv     the front                     } write_outputs, from the records
+    RUN/pareto.png          pareto_png     its plot                      }
+    RUN/summary.md          summary_file   the run on one page           }
+    RUN/search_state.json   state_file     what each searcher has spent (read_state / write_state)
+    RUN/supernet/           supernet_dir   the supernet's training folder (nasbench.training's own rules)
+    RUN/ray_tmp/            ray_dir        Ray's temporary files (a private local Ray only)
+    RUN/tune/               tune_dir       Tune's trial results
+    RUN/optuna.db           optuna_db      the Optuna studies (SQLite)
+    RUN/retrain/            retrain_dir    the winners retrained from scratch, and their report
+    RUN/.lock               lock_file      held (flock) by the one process that writes the run
 
 ``RunDir.create`` starts a run, ``RunDir.resume`` continues one (refusing a different configuration), and
-``RunDir.open`` reads one, finished or still running.
+``RunDir.open`` reads one, finished or still running. Every file is replaced through ``nasbench.atomic``;
+the journal is appended line by line (``records.Journal``).
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ from typing import IO, Any
 
 import pandas as pd
 
+from nasbench import atomic
+from nasbench.diffing import first_difference
 from nasbench.errors import NasbenchError
+from nasbench.runs.outputs import write_outputs as write_output_files
 from nasbench.runs.records import Journal, Record, records_frame
 
 try:  # POSIX; elsewhere the single-writer rule is simply not enforced
@@ -39,9 +49,11 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 DEFAULT_ROOT = Path("results/runs")
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "config.json"  # a folder holding it is a run (analysis.find_runs looks for it)
 JOURNAL_FILE = "records.jsonl"
 PARQUET_FILE = "records.parquet"
+STATE_FILE = "search_state.json"
+RETRAIN_DIR = "retrain"
 LOCK_FILE = ".lock"
 RUN_KIND = "nasbench search run"
 FORMAT = 1
@@ -72,26 +84,6 @@ def _plain(config: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(config)))
 
 
-def first_difference(old: Any, new: Any, path: str = "") -> str | None:
-    """The first key whose value differs, as ``key: old there, new now``; ``None`` when equal."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
-            if found:
-                return found
-        return None
-    return None if old == new else f"{path}: {old!r} there, {new!r} now"
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _fsync_dir(path: Path) -> None:
     """Make a new file's directory entry durable (it matters on power loss, not for a killed process)."""
     fd = os.open(path, os.O_RDONLY)
@@ -109,7 +101,7 @@ class RunDir:
     def __init__(self, path: Path, meta: dict[str, Any], *, lock: IO[str] | None = None) -> None:
         self.path = Path(path)
         self.meta = meta
-        self.journal = Journal(self.path / JOURNAL_FILE)
+        self.journal = Journal(self.journal_file)
         self._lock = lock
         self._trials: dict[str, set[int]] | None = None  # writer's index, built once from the journal
         self._arches: set[tuple[str, str]] = set()
@@ -138,10 +130,11 @@ class RunDir:
         path.mkdir(parents=True, exist_ok=True)
         lock = _acquire_lock(path)
         meta = {"kind": RUN_KIND, "format": FORMAT, "run_id": run_id, "created_at": time.time(), "config": config}
-        _write_json_atomic(path / CONFIG_FILE, meta)
-        (path / JOURNAL_FILE).touch()
+        rundir = cls(path, meta, lock=lock)
+        atomic.write_json(rundir.config_file, meta)
+        rundir.journal_file.touch()
         _fsync_dir(path)
-        return cls(path, meta, lock=lock)
+        return rundir
 
     @classmethod
     def open(cls, run: str | os.PathLike, *, root: str | os.PathLike = DEFAULT_ROOT) -> RunDir:
@@ -199,16 +192,67 @@ class RunDir:
         return self._lock is not None
 
     @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def journal_file(self) -> Path:
+        return self.path / JOURNAL_FILE
+
+    @property
+    def parquet_file(self) -> Path:
+        return self.path / PARQUET_FILE
+
+    @property
+    def pareto_csv(self) -> Path:
+        return self.path / "pareto.csv"
+
+    @property
+    def pareto_png(self) -> Path:
+        return self.path / "pareto.png"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / "summary.md"
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
     def supernet_dir(self) -> Path:
         return self.path / "supernet"
 
     @property
     def ray_dir(self) -> Path:
-        return self.path / "ray"
+        return self.path / "ray_tmp"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.path / "tune"
 
     @property
     def optuna_db(self) -> Path:
-        return self.path / "optuna.sqlite3"
+        return self.path / "optuna.db"
+
+    @property
+    def retrain_dir(self) -> Path:
+        return self.path / RETRAIN_DIR
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / LOCK_FILE
+
+    # --- search state -------------------------------------------------------------------------------
+    def read_state(self) -> dict[str, Any]:
+        """What each searcher has spent so far (``{"spent": {}}`` before the search phase has saved any)."""
+        if not self.state_file.is_file():
+            return {"spent": {}}
+        return json.loads(self.state_file.read_text())
+
+    def write_state(self, state: Mapping[str, Any]) -> None:
+        """Replace the search state atomically (a kill leaves the previous state or this one)."""
+        atomic.write_json(self.state_file, dict(state))
 
     # --- records ------------------------------------------------------------------------------------
     def append(self, record: Record | Mapping[str, Any]) -> None:
@@ -232,8 +276,8 @@ class RunDir:
     def records(self) -> pd.DataFrame:
         """Every record, one row each, with the schema's columns and dtypes (``records.SCHEMA``). Read from
         the journal, so it includes what a running search has recorded so far."""
-        if not self.journal.path.exists() and (self.path / PARQUET_FILE).exists():
-            return records_frame(pd.read_parquet(self.path / PARQUET_FILE).to_dict("records"))
+        if not self.journal_file.exists() and self.parquet_file.exists():
+            return records_frame(pd.read_parquet(self.parquet_file).to_dict("records"))
         return records_frame(self.journal.read())
 
     def completed_trials(self, searcher: str) -> set[int]:
@@ -265,13 +309,12 @@ class RunDir:
     # --- materialized outputs -----------------------------------------------------------------------
     def checkpoint(self) -> Path:
         """Rewrite ``records.parquet`` from the journal, atomically (readers see the old or the new file)."""
-        target = self.path / PARQUET_FILE
-        tmp = self.path / f".{PARQUET_FILE}.tmp"
-        self.records().to_parquet(tmp, engine="pyarrow", index=False)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        return target
+        return self._write_parquet(self.records())
+
+    def _write_parquet(self, records: pd.DataFrame) -> Path:
+        with atomic.atomic_path(self.parquet_file) as tmp:
+            records.to_parquet(tmp, engine="pyarrow", index=False)
+        return self.parquet_file
 
     def write_outputs(
         self,
@@ -286,10 +329,20 @@ class RunDir:
         ``budget`` is shown in the summary as given (e.g. the budget and what each phase spent);
         ``reference`` is the hypervolume reference point (default: acc 0, costs 1.1 x the largest seen).
         """
-        from nasbench.runs.outputs import write_outputs  # matplotlib loads only when outputs are written
-
-        paths = {"records": self.checkpoint()}
-        paths.update(write_outputs(self, objectives, budget=budget, reference=reference))
+        records = self.records()
+        paths = {"records": self._write_parquet(records)}
+        targets = {"pareto_csv": self.pareto_csv, "pareto_png": self.pareto_png, "summary": self.summary_file}
+        paths.update(
+            write_output_files(
+                records,
+                targets,
+                run_id=self.run_id,
+                config=self.config,
+                objectives=objectives,
+                budget=budget,
+                reference=reference,
+            )
+        )
         return paths
 
 

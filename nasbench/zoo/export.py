@@ -22,15 +22,15 @@ import numpy as np
 import pandas as pd
 
 import nasbench
+import nasbench.zoo.zoo as z
 from nasbench.arch import Arch
+from nasbench.atomic import write_bytes, write_json, write_text
 from nasbench.build import Net, build
 from nasbench.counting import count
 from nasbench.errors import NasbenchError
 from nasbench.runs import RunDir
-from nasbench.zoo import zoo as z
 from nasbench.zoo.onnx_export import export_onnx
 
-RETRAIN_DIR = "retrain"
 RESULT_FILE = "result.json"  # nasbench.retrain writes it last: a retraining without it has not finished
 TEST_ACC_KEYS = ("test_top1", "test_acc")  # where a retraining's result.json keeps its test accuracy
 
@@ -59,7 +59,7 @@ def export_arch(
     space, dataset = load_space(config["space"]), load_dataset(config["data"])
     space.check(arch)
     num_classes = dataset.num_classes
-    retrained = rundir.path / RETRAIN_DIR / arch.id
+    retrained = rundir.retrain_dir / arch.id
     if (retrained / z.WEIGHTS_FILE).is_file() and (retrained / RESULT_FILE).is_file():
         model, weights, accuracy, extra = _retrained_model(retrained, arch, num_classes)
     else:
@@ -244,19 +244,12 @@ def _card(name, rundir, arch, rows, space_name, num_classes, dataset, weights, a
 # --- writing ------------------------------------------------------------------------------------------
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _write_entry(folder: Path, model: Net, arch: Arch, num_classes: int, card: dict[str, Any], onnx: bool) -> None:
     from safetensors.torch import save
 
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta = {"format": f"nasbench-zoo-{z.FORMAT}", "arch": str(arch), "num_classes": str(num_classes)}
-    _write_file(folder / z.WEIGHTS_FILE, save(state, metadata=meta))
+    write_bytes(folder / z.WEIGHTS_FILE, save(state, metadata=meta))
     card["weights"]["sha256"] = z.sha256(folder / z.WEIGHTS_FILE)
     arch_meta = {
         "format": z.FORMAT,
@@ -268,11 +261,11 @@ def _write_entry(folder: Path, model: Net, arch: Arch, num_classes: int, card: d
         "preprocess": card["preprocess"],
         "nasbench_version": nasbench.__version__,
     }
-    _write_file(folder / z.ARCH_FILE, (json.dumps(arch_meta, indent=2) + "\n").encode())
+    write_json(folder / z.ARCH_FILE, arch_meta)
     if onnx:
         card["onnx"] = export_onnx(model, folder / z.ONNX_FILE)
-    _write_file(folder / z.CARD_JSON, (json.dumps(card, indent=2) + "\n").encode())
-    _write_file(folder / z.CARD_MD, z.render_card(card).encode())
+    write_json(folder / z.CARD_JSON, card)
+    write_text(folder / z.CARD_MD, z.render_card(card))
 
 
 def _commit(tmp: Path, target: Path, force: bool) -> None:
