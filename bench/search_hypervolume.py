@@ -23,8 +23,8 @@ from nasbench.counting import count
 from nasbench.data import load_dataset
 from nasbench.pareto import hypervolume, pareto_front
 from nasbench.runs import RunDir
-from nasbench.search.evaluator import EvalSettings, SupernetEvaluator
-from nasbench.search.orchestrate import SearchConfig, _SearchPhase
+from nasbench.search.evaluator import EvalSettings
+from nasbench.search.orchestrate import SearchConfig, search_context, search_phase
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, train_supernet
 
@@ -40,26 +40,15 @@ def run_seed(args, space, dataset, trained, seed: int, out: Path) -> dict[str, f
         train_budget="0steps",
         proximal_targets=args.targets,
         proximal_steps=args.proximal_steps,
-        concurrency=2,
+        concurrency=1,  # trial searchers evaluate in this process, on the same supernet
     )
     run = RunDir.create(
         {"bench": "search_hypervolume", "seed": seed, "searchers": list(searchers)}, out=out / f"seed{seed}"
     )
-    settings = EvalSettings(val_fraction=TrainConfig().val_fraction, data_seed=args.train_seed)
-    evaluator = SupernetEvaluator(trained.supernet, trained.train, trained.val, settings)
-    phase = _SearchPhase(
-        config,
-        space,
-        run,
-        Budget("trials", float(args.evals * len(searchers))),
-        {"spent": {}},
-        evaluator,
-        None,  # no latency predictor
-        trained,
-        dataset,
-    )
     with run:
-        phase.run_all()
+        ctx = search_context(config, trained, dataset.num_classes, run)
+        ctx.evaluate.settings = EvalSettings(val_fraction=TrainConfig().val_fraction, data_seed=args.train_seed)
+        search_phase(run, ctx, searchers, Budget("trials", float(args.evals * len(searchers))))
         records = run.records()
     ok = records[records.status == "ok"]
     reference = {"acc": 0.0, "macs": 1.1 * count(space.largest(), dataset.num_classes).macs}

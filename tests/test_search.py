@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 
@@ -119,3 +120,28 @@ def test_bad_search_input_exits_2_and_writes_nothing(tmp_path, capsys, args, mes
     assert e.value.code == 2, err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_nsga2_receives_constraint_values_in_a_real_search(tmp_path):
+    """``--max-macs`` reaches NSGA-II as constraint values; over-limit archs are infeasible records, not
+    failures, and the study holds their measured objectives (constrained domination ranks them)."""
+    out, limit = tmp_path / "run", 1.2e7
+    args = ["search", *FAST, "--budget", "8trials", "--searcher", "nsga2", "--max-macs", str(limit)]
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--out", str(out), "--json"])
+    assert e.value.code == 0
+    records = RunDir.open(out).records()
+    study = optuna.load_study(study_name="nsga2-seed0-acc+macs", storage=f"sqlite:///{out / 'optuna.db'}")
+    trials = {t.number: t for t in study.trials}
+    assert len(records) == 8 and set(records.status) <= {"ok", "infeasible", "failed"}
+    assert (records.status == "infeasible").any() and (records.status == "ok").any()
+    for r in records.itertuples():
+        t = trials[r.trial]
+        if r.status == "failed":
+            assert t.state.name == "FAIL"
+            continue
+        assert t.state.name == "COMPLETE" and t.values[1] == r.macs
+        assert t.constraints == {"macs": pytest.approx(r.macs / limit - 1.0)}
+        assert (t.constraints["macs"] > 0) == (r.status == "infeasible") == (r.macs > limit)
+        if r.status == "infeasible":
+            assert t.values[0] == json.loads(r.extra)["acc_measured"] and "macs over its limit" in r.error

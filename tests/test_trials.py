@@ -1,5 +1,6 @@
-"""Trial searchers (nsga2, tpe, random): Ray Tune runs them, Optuna proposes; budgets, records, failures,
-resume, one evaluator per worker, no Ray process left behind, and a real ``ray start --head`` cluster.
+"""Trial searchers (nsga2, tpe, random) on Ray's workers, Optuna proposing: budgets, records, failures,
+constraints, resume, one evaluator per worker, no Ray process left behind, a real ``ray start --head``
+cluster. (What every searcher must do, in process, is the contract suite: test_searcher_contract.py.)
 
 The evaluator is cheap and real: analytic MACs, and an accuracy that grows with log MACs plus a fixed
 per-arch noise, so no supernet is needed. Workers import this module by name (``PYTHONPATH``), the way
@@ -10,6 +11,7 @@ matrix is marked slow.
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -22,14 +24,19 @@ import uuid
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import psutil
 import pytest
 
 import nasbench
+from nasbench.budget import TRIALS, WALL_TIME, Budget, BudgetClock
 from nasbench.counting import count
-from nasbench.runs import Record
-from nasbench.search import optuna_samplers
-from nasbench.search.ray_trials import _Run, default_study_name, get_shared, put_shared, ray_session, run_trials
+from nasbench.engines import optuna_study
+from nasbench.engines.ray_tune import RayWorkers, get_shared, put_shared, ray_session
+from nasbench.runs import Record, RunDir
+from nasbench.search import registry
+from nasbench.search.base import RecordSink, SearchContext
+from nasbench.search.trials import TrialDriver, default_study_name
 
 TESTS = str(Path(__file__).resolve().parent)
 RECORD_KEYS = {
@@ -83,19 +90,38 @@ class Factory:
         return Evaluator(self.log, self.fail_mod, self.sleep_s, scale)
 
 
-def search(space, run_dir, records, sampler="random", **kw):
-    log = run_dir / f"log-{sampler}"
+def search(space, run, sampler="random", budget=Budget(TRIALS, 4), *, limits=None, concurrency=2, **kw):
+    """Run a registered trial searcher on Ray workers into ``run``; returns its log folder and records."""
+    log = run.path / f"log-{sampler}"
     log.mkdir(parents=True, exist_ok=True)
     factory = Factory(log, kw.pop("fail_mod", 0), kw.pop("sleep_s", 0.0), kw.pop("shared", None))
-    args = dict(sampler=sampler, objectives=["acc", "macs"], seed=0, max_trials=4, time_budget_s=None, num_classes=10)
-    args.update(kw)
-    run_trials(space, factory, storage_dir=run_dir, on_result=records.append, **args)
-    return log
+    clock = BudgetClock(budget, spent_before=float(kw.pop("spent", 0.0)))
+    ctx = SearchContext(
+        space=space, num_classes=10, objectives=("acc", "macs"), limits=dict(limits or {}), seed=0,
+        evaluate=None, study_file=run.optuna_db,
+        workers=RayWorkers(factory, run.tune_dir, concurrency=concurrency),
+    )  # fmt: skip
+    sink = RecordSink(run, sampler, seed=0, num_classes=10, objectives=ctx.objectives, limits=ctx.limits, clock=clock)
+    try:
+        registry.searcher_class(sampler)().search(ctx, clock.start(), sink)
+    finally:
+        clock.stop()
+    records = run.records()
+    return log, [row_as_dict(r) for r in records[records.searcher == sampler].to_dict("records")], clock
 
 
-def study_of(run_dir, sampler, seed=0, objectives=("acc", "macs")):
+def row_as_dict(row):
+    row = {k: (None if v is pd.NA else v) for k, v in row.items()}
+    return {**row, "extra": json.loads(row["extra"])}
+
+
+def new_run(path, **config):
+    return RunDir.create({"space": "tiny", "data": "none", **config}, out=path)
+
+
+def study_of(run, sampler, seed=0, objectives=("acc", "macs")):
     name = default_study_name(sampler, seed, list(objectives))
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{run.optuna_db}")
 
 
 def check_records(records, sampler):
@@ -158,76 +184,85 @@ def still_alive(procs: dict[int, float], wait_s: float = 10.0) -> list[int]:
 # --- the Optuna adapter alone (no Ray) ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sampler", optuna_samplers.SAMPLERS)
+@pytest.mark.parametrize("sampler", optuna_study.SAMPLERS)
 def test_samplers_are_seeded_and_store_constraints(space, tmp_path, sampler):
-    dims = optuna_samplers.distributions([(d.label, d.choices) for d in space.dimensions()])
+    dims = optuna_study.distributions([(d.label, d.choices) for d in space.dimensions()])
     proposals = []
     for run in ("a", "b"):
-        db = optuna_samplers.storage(tmp_path / run)
-        study = optuna_samplers.open_study(db, "s", [True, False], ["acc", "macs"])
-        study.sampler = optuna_samplers.make_sampler(sampler, seed=3, population_size=2)
+        db = optuna_study.storage(tmp_path / run / "optuna.db")
+        sampled = optuna_study.make_sampler(sampler, seed=3, population_size=2)
+        study = optuna_study.open_study(db, "s", [True, False], ["acc", "macs"], sampler=sampled)
         params = []
         for i in range(4):
-            trial = study.ask(fixed_distributions=dims)
-            params.append(trial.params)
+            trial, proposal = optuna_study.ask(study, dims)
+            params.append(proposal)
             excess = {"macs": 0.5 if i % 2 else -0.5}
-            optuna_samplers.tell(study, trial, [0.1 * i, 10.0 * i], constraints=excess, attrs={"i": i})
+            optuna_study.tell(study, trial, [0.1 * i, 10.0 * i], constraints=excess, attrs={"i": i})
         proposals.append(params)
         space.decode(params[0])  # proposals are points of the space
     assert proposals[0] == proposals[1]  # same seed, same proposals
-    assert optuna_samplers.trial_count(study) == 4
+    assert optuna_study.trial_count(study) == 4
     assert [t.constraints["macs"] > 0 for t in study.trials] == [False, True] * 2
-    optuna_samplers.tell(study, study.ask(dims), [math.nan, 1.0])  # NaN: failed, not a fake score
-    optuna_samplers.interrupt(study, study.ask(dims).number)
+    optuna_study.tell(study, study.ask(dims), [math.nan, 1.0])  # NaN: failed, not a fake score
+    optuna_study.interrupt(study, study.ask(dims).number)
     assert [t.state.name for t in study.trials[-2:]] == ["FAIL", "FAIL"]
-    assert optuna_samplers.trial_count(study) == 5 and not list(optuna_samplers.running_trials(study))
+    assert optuna_study.trial_count(study) == 5 and not list(optuna_study.running_trials(study))
     with pytest.raises(nasbench.NasbenchError, match="objectives it was started with"):
-        optuna_samplers.open_study(db, "s", [True, False, False], ["acc", "macs", "latency"])
-    assert optuna_samplers.resumed_seed(3, 0) == 3 != optuna_samplers.resumed_seed(3, 4)
+        optuna_study.open_study(db, "s", [True, False, False], ["acc", "macs", "latency"])
+    assert optuna_study.resumed_seed(3, 0) == 3 != optuna_study.resumed_seed(3, 4)
 
 
-def test_records_objectives_and_constraints_without_ray(space, tmp_path):
-    objectives = ["acc", "macs", "latency"]
-    study = optuna_samplers.open_study(optuna_samplers.storage(tmp_path), "s", [True, False, False], objectives)
-    records = []
-    run = _Run(space, "tpe", 0, "s", objectives, {"latency": 2.0}, records.append, None, num_classes=10)
-    dims = optuna_samplers.distributions([(d.label, d.choices) for d in space.dimensions()])
+def test_driver_records_objectives_and_constraints_without_ray(space, tmp_path):
+    """Every outcome through the driver: one feasibility rule, values and constraints told to Optuna."""
+    objectives = ("acc", "macs", "latency")
+    run = new_run(tmp_path / "run")
+    clock = BudgetClock(Budget(TRIALS, 10)).start()
+    sink = RecordSink(run, "tpe", seed=0, num_classes=10, objectives=objectives, limits={"latency": 2.0}, clock=clock)
+    ctx = SearchContext(space=space, num_classes=10, objectives=objectives, limits={"latency": 2.0}, seed=0,
+                        evaluate=None, study_file=run.optuna_db)  # fmt: skip
+    driver = TrialDriver(ctx, "tpe", clock, sink)
     base = {"acc": 0.7, "macs": 1e6, "params": 5e4, "latency_ms": math.nan, "eval_seconds": 0.1}
-    results = [
+    outcomes = [
         {**base, "status": "ok", "error": "", "latency_pred_ms": 1.5, "note": 1},  # feasible
         {**base, "status": "ok", "error": "", "latency_pred_ms": math.nan, "latency_ms": 3.0},  # measured, over
         {**base, "status": "ok", "error": "", "latency_pred_ms": math.nan},  # latency unknown
         {"status": "failed", "error": "ValueError: no", "eval_seconds": 0.1},
+        None,  # never reported (a stopped trial): nothing recorded, the trial marked interrupted
     ]
-    for i, result in enumerate(results):
-        trial = study.ask(fixed_distributions=dims)
-        run.finish(study, trial, trial.number, space.sample(i), result, reused=False)
+    proposals = [driver.ask() for _ in outcomes]
+    for proposal, outcome in zip(proposals, outcomes, strict=True):
+        driver.tell(proposal, outcome)
+    records = [row_as_dict(r) for r in run.records().to_dict("records")]
     assert [r["status"] for r in records] == ["ok", "infeasible", "failed", "failed"]
-    assert records[0]["extra"] == {"note": 1, "study": "s"}  # the evaluator's other fields
+    assert records[0]["extra"] == {"note": 1}  # the evaluator's other fields
     assert isinstance(records[0]["macs"], int) and records[0]["acc"] == 0.7
     assert records[1]["extra"]["acc_measured"] == 0.7 and "latency over its limit 2 by 50.0%" in records[1]["error"]
     assert "objective latency is not a finite number" in records[2]["error"]
-    assert records[3]["macs"] == count(space.sample(3), 10).macs  # failed: analytic MACs and params
-    trials = study.trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
-    assert trials[0].values == [0.7, 1e6, 1.5] and trials[1].values[2] == 3.0
+    assert records[3]["macs"] == count(proposals[3].arch, 10).macs  # failed: analytic MACs and params
+    trials = study_of(run, "tpe", objectives=objectives).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "FAIL"]
+    assert trials[0].values == [0.7, 1e6, 1.5] and trials[1].values == [0.7, 1e6, 3.0]  # infeasible: told
     assert trials[1].constraints["latency"] == pytest.approx(0.5) and trials[0].constraints["latency"] < 0
-    # A stored record passed on (resume, or a repeated proposal) is told again but not recorded again.
-    trial = study.ask(fixed_distributions=dims)
-    run.finish(study, trial, trial.number, space.sample(1), records[1], reused=True)
-    assert len(records) == 4 and study.trials[-1].values == trials[1].values
-    assert study.trials[-1].user_attrs["status"] == "reused"
+    assert trials[4].user_attrs["interrupted"] and clock.spent == 4  # four evaluations counted
+    # A proposal of an arch already evaluated passes the stored record on: told again, not recorded again.
+    driver.sink._stored[proposals[1].arch.id] = run.records().to_dict("records")[1]
+    repeat = driver.ask()
+    repeat.stored = driver.sink.stored(proposals[1].arch)
+    repeat.arch = proposals[1].arch
+    driver.tell(repeat, None)
+    assert len(run.records()) == 4 and study_of(run, "tpe", objectives=objectives).trials[-1].values == trials[1].values
+    assert study_of(run, "tpe", objectives=objectives).trials[-1].user_attrs["status"] == "reused"
 
 
 # --- a local Ray in the run folder: budget, failures, constraints, shared weights, resume --------------------
 
 
 def test_local_ray_search_failures_and_resume(space, tmp_path):
-    run_dir = tmp_path / "a-run-folder-with-a-long-enough-name-to-need-the-short-socket-alias"
-    first = []
-    with ray_session(run_dir):
+    run = new_run(tmp_path / "a-run-folder-with-a-long-enough-name-to-need-the-short-socket-alias")
+    limits = {"macs": 5e6}
+    with run, ray_session(run.ray_dir):
         shared = put_shared({"scale": 6.0})  # the supernet weights, in the real thing
-        log = search(space, run_dir, first, "nsga2", max_trials=6, fail_mod=3, constraints={"macs": 5e6}, shared=shared)
+        log, first, _ = search(space, run, "nsga2", Budget(TRIALS, 6), fail_mod=3, limits=limits, shared=shared)
 
         ours = ray_processes(os.getpid())  # raylet, GCS, agents, workers: none may outlive the session
         check_records(first, "nsga2")
@@ -238,7 +273,7 @@ def test_local_ray_search_failures_and_resume(space, tmp_path):
         assert all("RuntimeError: evaluation of" in r["error"] for r in by_status["failed"])
         assert all(r["macs"] > 5e6 and "macs over its limit" in r["error"] for r in by_status["infeasible"])
         assert all(r["macs"] <= 5e6 for r in by_status["ok"])
-        trials = {t.number: t for t in study_of(run_dir, "nsga2").trials}
+        trials = {t.number: t for t in study_of(run, "nsga2").trials}
         for r in first:  # Optuna: failures FAIL; infeasible ones COMPLETE with measured values + constraint
             t = trials[r["trial"]]
             assert t.state.name == ("FAIL" if r["status"] == "failed" else "COMPLETE")
@@ -247,32 +282,33 @@ def test_local_ray_search_failures_and_resume(space, tmp_path):
 
         # As a killed run leaves it: a trial never evaluated, one evaluated (recorded) but never told,
         # and the sampler proposing an evaluated arch again (enqueued here, so it surely does).
-        study = study_of(run_dir, "nsga2")
+        study = study_of(run, "nsga2")
         dims = dict(study.trials[0].distributions)
         study.ask(fixed_distributions=dims)
-        recorded_not_told = space.decode(study.ask(fixed_distributions=dims).params)
-        done = [r for r in first if r["status"] != "failed"]  # ok or infeasible: completed evaluations
-        stored = {r["arch_id"]: r for r in first if r["status"] != "failed"}
-        stored[recorded_not_told.id] = {**done[0], "arch_id": recorded_not_told.id, "acc": 0.5, "status": "ok"}
-        study.enqueue_trial(space.encode(nasbench.Arch.parse(done[0]["arch"])))
+        not_told = study.ask(fixed_distributions=dims)
+        clock = BudgetClock(Budget(TRIALS, 9), spent_before=6.0)
+        sink = RecordSink(run, "nsga2", seed=0, num_classes=10, objectives=("acc", "macs"), limits=limits, clock=clock)
+        sink.record(space.decode(not_told.params), {"status": "ok", "acc": 0.5}, trial=not_told.number)
+        done = next(r for r in first if r["status"] != "failed")
+        study.enqueue_trial(space.encode(nasbench.Arch.parse(done["arch"])))
         evals_before = len(list(log.glob("eval-*")))
 
-        second = []
-        again = dict(max_trials=10, constraints={"macs": 5e6}, shared=shared, concurrency=1)
-        search(space, run_dir, second, "nsga2", skip=lambda a: stored.get(a.id), **again)
-    trials = study_of(run_dir, "nsga2").trials
-    assert len(trials) == 11  # 6 + 2 left RUNNING + the enqueued one + 2 new
+        budget = Budget(TRIALS, 9)  # 7 recorded: two more evaluations
+        _, second, _ = search(space, run, "nsga2", budget, limits=limits, shared=shared, concurrency=1, spent=7)
+    trials = study_of(run, "nsga2").trials
+    assert len(trials) == 11  # 6 + 2 left RUNNING + the enqueued repeat + 2 new
     assert [t.user_attrs.get("interrupted", False) for t in trials[6:8]] == [True, False]
     assert trials[7].state.name == "COMPLETE" and trials[7].user_attrs["status"] == "reused"
     assert trials[8].user_attrs["status"] == "reused"
-    assert space.decode(trials[8].params) == nasbench.Arch.parse(done[0]["arch"])
-    assert optuna_samplers.trial_count(study_of(run_dir, "nsga2")) == 10  # max_trials: the study's total
-    assert len(second) == 2 and {r["arch_id"] for r in second}.isdisjoint(stored)
+    assert space.decode(trials[8].params) == nasbench.Arch.parse(done["arch"])
+    assert len(second) == 9 and not pd.Series([r["arch_id"] for r in second]).duplicated().any()
     assert len(list(log.glob("eval-*"))) == evals_before + 2  # nothing evaluated twice
-    check_one_build_per_worker(log, first + second)  # the resumed search's workers built theirs once too
+    check_one_build_per_worker(
+        log, [r for r in second if r["trial"] > 8]
+    )  # the resumed search's workers built theirs once too
 
-    assert (run_dir / "optuna.db").is_file() and list((run_dir / "tune").iterdir())
-    assert list((run_dir / "ray_tmp").glob("session_2*"))  # Ray's temp files live in the run folder
+    assert run.optuna_db.is_file() and list(run.tune_dir.iterdir())
+    assert list(run.ray_dir.glob("session_2*"))  # Ray's temp files live in the run folder
     assert len(ours) >= 3 and not still_alive(ours)
 
 
@@ -317,20 +353,16 @@ def test_ray_cluster_on_loopback_with_a_time_budget(space, tmp_path):
     head += ["--include-dashboard=false", "--temp-dir", temp, "--disable-usage-stats"]
     try:
         subprocess.run(head, env=env, check=True, capture_output=True, timeout=120)
-        records = []
-        start = time.monotonic()
-        log = search(
-            space, tmp_path, records, "tpe", max_trials=None, time_budget_s=budget, sleep_s=0.3,
-            ray_address=f"127.0.0.1:{port}",
-        )  # fmt: skip
-        elapsed = time.monotonic() - start
+        run = new_run(tmp_path / "run")
+        with run, ray_session(run.ray_dir, f"127.0.0.1:{port}"):
+            log, records, clock = search(space, run, "tpe", Budget(WALL_TIME, budget), sleep_s=0.3)
         check_records(records, "tpe")
         check_one_build_per_worker(log, records)
-        assert budget <= elapsed < budget + 10
-        study = study_of(tmp_path, "tpe")
-        assert not list(optuna_samplers.running_trials(study))  # stopped trials closed, as interrupted
-        assert optuna_samplers.trial_count(study) == len(records)
-        assert not (tmp_path / "ray_tmp").exists()  # the cluster keeps its own temp dir
+        assert clock.exhausted  # it ran until its budget was spent, then every trial was stopped
+        study = study_of(run, "tpe")
+        assert not list(optuna_study.running_trials(study))  # stopped trials closed, as interrupted
+        assert optuna_study.trial_count(study) == len(records)
+        assert not run.ray_dir.exists()  # the cluster keeps its own temp dir
     finally:
         stop_cluster(marker)
         cluster = {}
@@ -352,29 +384,29 @@ def shared_ray(tmp_path_factory):
         yield
 
 
-@pytest.mark.parametrize("sampler", optuna_samplers.SAMPLERS)
+@pytest.mark.parametrize("sampler", optuna_study.SAMPLERS)
 def test_each_sampler_honours_a_trial_budget(space, tmp_path, shared_ray, sampler):
-    records = []
-    log = search(space, tmp_path / "trials", records, sampler, max_trials=5, fail_mod=4)
+    with new_run(tmp_path / "trials") as run:
+        log, records, _ = search(space, run, sampler, Budget(TRIALS, 5), fail_mod=4)
     check_records(records, sampler)
-    assert len(records) == 5 and optuna_samplers.trial_count(study_of(tmp_path / "trials", sampler)) == 5
+    assert len(records) == 5 and optuna_study.trial_count(study_of(run, sampler)) == 5
     check_one_build_per_worker(log, records)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampler", optuna_samplers.SAMPLERS)
+@pytest.mark.parametrize("sampler", optuna_study.SAMPLERS)
 def test_each_sampler_honours_a_time_budget(space, tmp_path, shared_ray, sampler):
-    records, start = [], time.monotonic()
-    search(space, tmp_path / "time", records, sampler, max_trials=None, time_budget_s=12, sleep_s=0.3)
-    assert 12 <= time.monotonic() - start < 22
+    with new_run(tmp_path / "time") as run:
+        _, records, clock = search(space, run, sampler, Budget(WALL_TIME, 12), sleep_s=0.3)
+    assert clock.exhausted
     check_records(records, sampler)
-    assert not list(optuna_samplers.running_trials(study_of(tmp_path / "time", sampler)))
+    assert not list(optuna_study.running_trials(study_of(run, sampler)))
 
 
 @pytest.mark.slow
 def test_no_ray_process_outlives_a_killed_driver(tmp_path):
-    code = "import sys, time; from pathlib import Path; from nasbench.search.ray_trials import ray_session\n"
-    code += "with ray_session(Path(sys.argv[1])):\n    print('up', flush=True); time.sleep(120)\n"
+    code = "import sys, time; from pathlib import Path; from nasbench.engines.ray_tune import ray_session\n"
+    code += "with ray_session(Path(sys.argv[1]) / 'ray_tmp'):\n    print('up', flush=True); time.sleep(120)\n"
     driver = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert driver.stdout.readline().strip() == "up"

@@ -12,6 +12,7 @@ Linux only (it reads /proc). It imports nothing from Ray, so it starts fast and 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import shutil
@@ -59,10 +60,8 @@ def end_all(driver: int, seen: dict[int, bytes]) -> None:
         procs = note_ray_descendants(driver, seen)
         alive = [pid for pid, start in seen.items() if pid in procs and procs[pid][0] == start]
         for pid in alive:
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, sig)
-            except OSError:
-                pass
         if alive:
             time.sleep(grace)
 

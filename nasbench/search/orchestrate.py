@@ -197,7 +197,10 @@ def search_phase(run: RunDir, ctx: SearchContext, searchers: tuple[str, ...], bu
         finally:
             clock.stop()
             save()
-    return {n: f"{state['spent'].get(n, 0):.0f} {'s' if budgets[n].is_time else 'trials'} of {budgets[n]}" for n in searchers}
+    return {
+        n: f"{state['spent'].get(n, 0):.0f} {'s' if budgets[n].is_time else 'trials'} of {budgets[n]}"
+        for n in searchers
+    }
 
 
 def _clock(run: RunDir, state: dict[str, Any], name: str, budget: Budget) -> BudgetClock:
