@@ -11,6 +11,7 @@ from torch import nn
 
 from nasbench.arch import Arch
 from nasbench.blocks import BLOCKS, ConvBNAct
+from nasbench.callable_module import make_callable
 
 
 class Net(nn.Module):
@@ -84,3 +85,6 @@ def build(arch: Arch, num_classes: int = 1000, *, drop_path: float = 0.0, dropou
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     return Net(arch, num_classes, drop_path=drop_path, dropout=dropout)
+
+
+make_callable(__name__, build)  # nasbench.build(arch) is this function (see nasbench.callable_module)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from nasbench.errors import NasbenchError
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> str | None:
@@ -15,3 +18,15 @@ def first_difference(old: Any, new: Any, path: str = "") -> str | None:
                 return found
         return None
     return None if old == new else f"{path}: {old!r} there, {new!r} now"
+
+
+def merge_settings(stored: Mapping[str, Any], given: Mapping[str, Any], *, what: str) -> dict[str, Any]:
+    """A resumed run's settings: the ``stored`` ones, completed by those ``given``; a given setting that
+    differs from the stored one is refused, naming it as a ``--flag`` (``what`` says which run)."""
+    for key, value in given.items():
+        if key in stored and stored[key] != value:
+            raise NasbenchError(
+                f"{what}: --{key.replace('_', '-')} {value!r} differs from the run's {stored[key]!r}; "
+                "drop it to use the stored value"
+            )
+    return {**stored, **given}

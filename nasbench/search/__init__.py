@@ -5,3 +5,15 @@
 ``tpe``, ``random``), ``evaluator`` the one evaluation, ``orchestrate`` the whole run. The external engines
 sit in ``nasbench.engines``; importing this package pulls in neither Ray nor Optuna.
 """
+
+from nasbench.callable_module import make_callable
+
+
+def _search(*args, **kwargs):
+    """The main job: ``nasbench.search(space, data, budget, **settings) -> nasbench.api.Run`` (see there)."""
+    from nasbench.api import search
+
+    return search(*args, **kwargs)
+
+
+make_callable(__name__, _search)

@@ -11,16 +11,28 @@ had spent, and no evaluation in the journal is repeated.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from nasbench.budget import TIME_KINDS, TRIALS, Budget, BudgetClock, device_note, parse_budget, split, split_evenly
+from nasbench.budget import (
+    DEFAULT_SHARES,
+    TIME_KINDS,
+    TRIALS,
+    Budget,
+    BudgetClock,
+    device_note,
+    parse_budget,
+    split,
+    split_evenly,
+)
 from nasbench.data import load_dataset
+from nasbench.diffing import merge_settings
 from nasbench.errors import NasbenchError
 from nasbench.objectives.table import check_limits, check_search_objectives
 from nasbench.runs import RunDir
@@ -67,6 +79,29 @@ class SearchConfig:
     @property
     def limits(self) -> dict[str, float]:
         return {k: v for k, v in (("macs", self.max_macs), ("latency", self.max_latency)) if v}
+
+
+def search_config(given: Mapping[str, Any], *, resume: str | os.PathLike | None = None) -> SearchConfig:
+    """A ``SearchConfig`` from the settings given (None: not given; lists or ``"a,b"`` for the tuples).
+    With ``resume``, the run's stored settings fill in the rest (``merge_settings`` refuses a clash)."""
+    known = {f.name for f in fields(SearchConfig)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise NasbenchError(f"unknown search setting {unknown[0]!r}; valid are {', '.join(sorted(known))}")
+    given = {k: _setting(k, v) for k, v in given.items() if v is not None}
+    if resume is not None:
+        stored = {k: _setting(k, v) for k, v in RunDir.open(resume).config.items() if k in known}
+        return SearchConfig(**merge_settings(stored, given, what=f"--resume {resume}"))
+    missing = [k for k in ("space", "data", "budget") if k not in given]
+    if missing:
+        raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")
+    return SearchConfig(**{"shares": dict(DEFAULT_SHARES), **given})
+
+
+def _setting(name: str, value: Any) -> Any:
+    if name in ("searchers", "objectives") and isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    return tuple(value) if isinstance(value, list) else value
 
 
 def phase_budgets(config: SearchConfig) -> dict[str, Budget]:
