@@ -17,13 +17,13 @@ from typing import Any
 import torch
 from rich.console import Console
 
+import nasbench.training.rundir as rundir
 from nasbench.atomic import write_json
 from nasbench.budget import DEVICE_TIME, EPOCHS, STEPS, WALL_TIME, Budget, BudgetClock, device_note, require_kind
 from nasbench.data import DeviceData, ImageDataset, search_data
 from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace
 from nasbench.supernet import Supernet
-from nasbench.training import rundir
 from nasbench.training.config import TrainConfig
 from nasbench.training.optim import (
     dynconv_temperature,
