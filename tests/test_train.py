@@ -37,13 +37,14 @@ from nasbench.training import (
     recalibrate_bn,
     sandwich_archs,
     sandwich_step,
+    steps,
     train_supernet,
     warmup_cosine,
 )
 from nasbench.training.evaluate import accuracy
-from nasbench.training.loop import plan_steps
 from nasbench.training.optim import dynconv_temperature, reorder_channels, set_temperature
 from nasbench.training.state import BatchStream, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from nasbench.training.steps import plan_steps
 from nasbench.training_cli import app
 
 CONFIG = TrainConfig(batch_size=32, num_random=1, checkpoint_every=3, bn_batches=4, reorder_every=4)
@@ -320,11 +321,114 @@ def test_time_budget_becomes_a_saved_step_count(tmp_path, space, digits):
     assert again.steps == result.steps and again.resumed_at == result.steps
 
 
-def test_epochs_budget_plans_whole_passes(digits, uninterrupted):
-    clock = BudgetClock(parse_budget("2epochs"))
-    plan = plan_steps(SimpleNamespace(config=CONFIG), parse_budget("2epochs"), uninterrupted.train, clock)
-    per_epoch = len(uninterrupted.train) // CONFIG.batch_size
-    assert plan["total_steps"] == 2 * per_epoch and plan["budget_per_step"] == pytest.approx(1 / per_epoch)
+def test_epochs_budget_plans_whole_passes(uninterrupted):
+    budget = parse_budget("2epochs")
+    per_epoch = uninterrupted.train.batches_per_epoch(CONFIG.batch_size)
+    plan = plan_steps(SimpleNamespace(config=CONFIG), budget, BudgetClock(budget), per_epoch)
+    assert per_epoch == len(uninterrupted.train) // CONFIG.batch_size
+    assert plan.total_steps == 2 * per_epoch and plan.budget_per_step == pytest.approx(1 / per_epoch)
+    assert plan.step_seconds is None and plan.how == f"2 x {per_epoch} batches"
+
+
+# --- the shared step loop, on a tiny task -----------------------------------------------------------------
+
+
+class TinyTask:
+    """A linear regression as a ``StepTask``: its own batch generator, plus a draw from torch's global one
+    (as dropout would), so resuming must restore both."""
+
+    def __init__(self, seed=0, config=replace(CONFIG, checkpoint_every=3, timing_steps=2)):
+        torch.manual_seed(seed)
+        self.config, self.device = config, torch.device("cpu")
+        self.model = nn.Linear(3, 1)
+        self.optimizer = make_optimizer(self.model, config)
+        self.batches = torch.Generator().manual_seed(seed)
+        self.steps_made = 0
+
+    def step(self, i, total):
+        x = torch.randn(4, 3, generator=self.batches)
+        noise = torch.rand(4, 1)  # the global generator
+        loss = F.mse_loss(self.model(x), x.sum(1, keepdim=True) + noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.steps_made += 1
+        return loss.detach()
+
+    def state_dict(self):
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "batches": self.batches.get_state(),
+        }
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batches.set_state(state["batches"])
+
+    def throwaway(self):
+        twin = copy.copy(self)
+        twin.optimizer = make_optimizer(self.model, self.config)
+        twin.batches = torch.Generator().manual_seed(steps.TIMING_SEED)
+        return twin
+
+
+def test_step_plans_from_steps_epochs_and_time_leave_the_task_untouched():
+    task, clock = TinyTask(), BudgetClock(parse_budget("1min"))
+    assert plan_steps(task, parse_budget("7steps"), clock, 5) == steps.StepPlan(7, None, 1.0, "the budget in steps")
+    assert plan_steps(task, parse_budget("3epochs"), clock, 5).total_steps == 15
+    before, draw_state = copy.deepcopy(task.state_dict()), torch.get_rng_state()
+    timed = plan_steps(task, parse_budget("1min"), clock, 5)
+    assert timed.step_seconds > 0 and timed.total_steps == max(1, int(60 * 0.95 / timed.step_seconds))
+    assert timed.budget_per_step == 0.0 and "timing 2 steps" in timed.how
+    after = task.state_dict()
+    assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
+    assert torch.equal(after["batches"], before["batches"]) and torch.equal(torch.get_rng_state(), draw_state)
+    assert after["optimizer"]["state"] == {} and all(p.grad is None for p in task.model.parameters())
+
+
+def test_step_loop_checkpoints_on_the_interval_and_at_the_end(tmp_path, monkeypatch):
+    saved = []
+    save = steps.save_checkpoint
+    monkeypatch.setattr(steps, "save_checkpoint", lambda path, state: (saved.append(state["step"]), save(path, state)))
+    task = TinyTask()
+    with steps.progress_bar(True) as bar:
+        session = steps.run_steps(task, tmp_path / "c.pt", total=7, warmup=1, bar=bar, description="tiny")
+    assert saved == [3, 6, 7] and task.steps_made == 7 and session.resumed_at is None
+    assert session.images == 7 * task.config.batch_size and session.run_seconds == session.seconds > 0
+    shown = bar.tasks[0]
+    assert shown.completed == 7 and shown.description == "tiny" and shown.fields["loss"] != "-"
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert state["step"] == 7 and state["config"] == task.config.to_dict() and "spent" not in state
+
+
+def test_step_loop_resumed_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    whole = TinyTask()
+    clock = BudgetClock(parse_budget("7steps")).start()
+    steps.run_steps(whole, tmp_path / "whole.pt", total=7, warmup=2, clock=clock, budget_per_step=1.0)
+    assert clock.spent == 7 and load_checkpoint(tmp_path / "whole.pt")["spent"] == 7
+
+    class Killed(Exception):
+        pass
+
+    class DiesAtStep5(TinyTask):
+        def step(self, i, total):
+            if i == 5:
+                raise Killed
+            return super().step(i, total)
+
+    with pytest.raises(Killed):  # the checkpoint of step 3 survives
+        steps.run_steps(DiesAtStep5(), tmp_path / "killed.pt", total=7, warmup=2)
+    torch.rand(100)  # another session's draws from the global generator, which the restore puts back
+    state = load_checkpoint(tmp_path / "killed.pt")
+    resumed = TinyTask(seed=1)  # other initial weights and batches: the checkpoint decides
+    session = steps.run_steps(resumed, tmp_path / "killed.pt", total=7, warmup=2, state=state)
+    assert session.resumed_at == 3 and resumed.steps_made == 4 and session.run_seconds > session.seconds
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert resumed.optimizer.param_groups[0]["lr"] == whole.optimizer.param_groups[0]["lr"]  # the schedule too
+    assert torch.equal(resumed.batches.get_state(), whole.batches.get_state())
 
 
 # --- the command ------------------------------------------------------------------------------------------

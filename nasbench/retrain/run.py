@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nasbench.budget import EPOCHS, Budget, parse_budget
 from nasbench.data import load_dataset
@@ -26,6 +24,7 @@ from nasbench.retrain.report import retrain_dir, write_report
 from nasbench.retrain.train import retrain_data, retrain_model
 from nasbench.runs import RunDir
 from nasbench.spaces import load_space
+from nasbench.training.steps import progress_bar
 
 DEFAULT_EPOCHS = 20  # when neither --epochs nor --budget is given
 
@@ -123,19 +122,4 @@ def _train_one(job: Job, settings: RetrainSettings, train, test, num_classes: in
         seed=settings.seed,
         context={"run": Path(settings.run_path).name, "data": settings.data},
         bar=bar,
-    )
-
-
-def progress_bar(show: bool) -> Progress:
-    """One line per model: steps done, smoothed loss, elapsed time and ETA (on stderr)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("steps · loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        TextColumn("· ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not show,
     )

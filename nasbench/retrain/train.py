@@ -7,49 +7,38 @@
     RUN/retrain/<arch_id>/weights.safetensors the EMA weights (``build(arch, num_classes)``'s state dict)
     RUN/retrain/<arch_id>/result.json         written last: its presence means the model is finished
 
-A budget in epochs or steps is a step count directly; a time budget is turned into one by timing a few
-steps on a throwaway copy (as supernet training does). The plan is saved before the first step, so a run
-killed at any point resumes from its last checkpoint and ends bitwise where an uninterrupted one would.
+The steps run in the shared loop (``nasbench.training.steps``): a budget in epochs or steps is a step count
+directly; a time budget is turned into one by timing a few steps on throwaway state. The plan is saved
+before the first step, so a run killed at any point resumes from its last checkpoint and ends bitwise where
+an uninterrupted one would.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import os
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress, TaskID
+from rich.progress import Progress
 from safetensors.torch import save_file
 
-from nasbench.budget import EPOCHS, STEPS, WALL_TIME, Budget, require_kind
+from nasbench.atomic import atomic_path, write_json
+from nasbench.budget import EPOCHS, STEPS, WALL_TIME, Budget, BudgetClock, require_kind
 from nasbench.build import build
 from nasbench.data import DeviceData, ImageDataset
 from nasbench.errors import NasbenchError
 from nasbench.retrain.pick import Job, cost_of
 from nasbench.retrain.recipe import RetrainConfig, WeightEma, mix_batch, one_hot, soft_cross_entropy
 from nasbench.training.evaluate import accuracy
-from nasbench.training.optim import dynconv_temperature, make_optimizer, make_scheduler, set_temperature
-from nasbench.training.rundir import write_json
+from nasbench.training.optim import dynconv_temperature, make_optimizer, set_temperature
 from nasbench.training.sandwich import autocast
-from nasbench.training.state import (
-    BatchStream,
-    capture_rng,
-    load_checkpoint,
-    restore_rng,
-    save_checkpoint,
-    seed_everything,
-)
+from nasbench.training.state import BatchStream, load_checkpoint, seed_everything
+from nasbench.training.steps import TIMING_SEED, Session, plan_steps, run_steps
 
 PLAN_FILE, CHECKPOINT_FILE = "plan.json", "checkpoint.pt"
 WEIGHTS_FILE, RESULT_FILE = "weights.safetensors", "result.json"
-TIMING_SEED = 7919  # seeds the throwaway batches of the timing steps (any fixed value)
-TIME_MARGIN = 0.95  # share of a time budget planned for steps; the rest absorbs checkpoints and evaluation
 MIX_SEED_OFFSET = 1  # the mixup/cutmix generator is seeded with seed + this, apart from the data order
 
 
@@ -64,7 +53,7 @@ def retrain_data(dataset: ImageDataset, device: str | torch.device = "cpu") -> t
 
 @dataclass
 class _Trainer:
-    """The mutable state of one model's training."""
+    """The mutable state of one model's training (a ``StepTask`` of ``nasbench.training.steps``)."""
 
     model: torch.nn.Module
     ema: WeightEma
@@ -75,7 +64,7 @@ class _Trainer:
     num_classes: int
     device: torch.device
 
-    def step(self, step: int, total: int, scheduler: Any) -> torch.Tensor:
+    def step(self, step: int, total: int) -> torch.Tensor:
         c = self.config
         self.model.train()
         set_temperature(
@@ -89,10 +78,33 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
         self.ema.update(self.model, step)
         return loss.detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "stream": self.stream.state_dict(),
+            "mix": self.mix.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.stream.load_state_dict(state["stream"])
+        self.mix.set_state(state["mix"])
+
+    def throwaway(self) -> _Trainer:
+        c = self.config
+        stream = BatchStream(
+            self.stream.data, c.batch_size, self.stream.resolution, seed=TIMING_SEED, channels_last=c.channels_last
+        )
+        mix = torch.Generator().manual_seed(TIMING_SEED)
+        optimizer = make_optimizer(self.model, c)
+        return _Trainer(self.model, self.ema, optimizer, stream, mix, c, self.num_classes, self.device)
 
 
 def retrain_model(
@@ -120,13 +132,17 @@ def retrain_model(
     identity = {"job": job.to_dict(), "budget": str(budget), "recipe": config.to_dict(), "seed": seed}
     trainer = _build(job, train, num_classes, config, seed)
     plan = _open_plan(out, identity, trainer, budget, len(train))
-    total = plan["total_steps"]
-    scheduler = make_scheduler(trainer.optimizer, warmup=plan["warmup_steps"], total=total)
     state = load_checkpoint(out / CHECKPOINT_FILE) if (out / CHECKPOINT_FILE).is_file() else None
-    start, seconds = _restore(trainer, scheduler, state) if state else (0, 0.0)
-    task = bar.add_task(_label(job), total=total, completed=start, loss="-") if bar is not None else None
-    seconds += _run_steps(trainer, scheduler, start, total, out / CHECKPOINT_FILE, seconds, bar, task)
-    result = _finish(job, trainer, test, plan, seconds, start if state else None, identity, context or {})
+    session = run_steps(
+        trainer,
+        out / CHECKPOINT_FILE,
+        total=plan["total_steps"],
+        warmup=plan["warmup_steps"],
+        state=state,
+        bar=bar,
+        description=_label(job),
+    )
+    result = _finish(job, trainer, test, plan, session, identity, context or {})
     _write_weights(out / WEIGHTS_FILE, trainer.ema.module, job)
     write_json(out / RESULT_FILE, result)
     (out / CHECKPOINT_FILE).unlink(missing_ok=True)
@@ -163,118 +179,17 @@ def _open_plan(out: Path, identity: dict[str, Any], trainer: _Trainer, budget: B
                 "repeat them, or delete that folder to start this model afresh"
             )
         return stored["plan"]
-    config = trainer.config
-    per_epoch = images // config.batch_size
-    step_seconds = None
-    if budget.kind == STEPS:
-        total = budget.count
-    elif budget.kind == EPOCHS:
-        total = budget.count * per_epoch
-    else:
-        step_seconds = time_steps(trainer, config.timing_steps)
-        total = max(1, int(budget.amount * TIME_MARGIN / step_seconds))
+    per_epoch = images // trainer.config.batch_size
+    steps = plan_steps(trainer, budget, BudgetClock(budget), per_epoch)  # a clock not started: timing is free
     plan = {
-        "total_steps": total,
-        "warmup_steps": round(config.warmup_share * total),
+        "total_steps": steps.total_steps,
+        "warmup_steps": round(trainer.config.warmup_share * steps.total_steps),
         "steps_per_epoch": per_epoch,
-        "step_seconds": step_seconds,
+        "step_seconds": steps.step_seconds,
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, {"identity": identity, "plan": plan})
     return plan
-
-
-def time_steps(trainer: _Trainer, n: int) -> float:
-    """Mean seconds of ``n`` training steps after one untimed warm-up step, run on throwaway state: the
-    weights, BN statistics, EMA and every generator are put back, the optimizer and batches are separate."""
-    weights, ema, rng = (
-        copy.deepcopy(trainer.model.state_dict()),
-        copy.deepcopy(trainer.ema.state_dict()),
-        capture_rng(),
-    )
-    c = trainer.config
-    probe = _Trainer(
-        trainer.model,
-        trainer.ema,
-        make_optimizer(trainer.model, c),
-        BatchStream(
-            trainer.stream.data,
-            c.batch_size,
-            trainer.stream.resolution,
-            seed=TIMING_SEED,
-            channels_last=c.channels_last,
-        ),
-        torch.Generator().manual_seed(TIMING_SEED),
-        c,
-        trainer.num_classes,
-        trainer.device,
-    )
-    times = []
-    try:
-        for i in range(n + 1):
-            begin = time.perf_counter()
-            probe.step(i, n + 1, None)
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize(trainer.device)
-            times.append(time.perf_counter() - begin)
-    finally:
-        trainer.model.load_state_dict(weights)
-        trainer.ema.load_state_dict(ema)
-        restore_rng(rng)
-    return statistics.mean(times[1:])
-
-
-def _restore(trainer: _Trainer, scheduler: Any, state: dict[str, Any]) -> tuple[int, float]:
-    trainer.model.load_state_dict(state["model"])
-    trainer.ema.load_state_dict(state["ema"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    trainer.stream.load_state_dict(state["stream"])
-    trainer.mix.set_state(state["mix"])
-    restore_rng(state["rng"])
-    return int(state["step"]), float(state["seconds"])
-
-
-def _checkpoint(trainer: _Trainer, scheduler: Any, step: int, seconds: float, path: Path) -> None:
-    save_checkpoint(
-        path,
-        {
-            "step": step,
-            "seconds": seconds,
-            "model": trainer.model.state_dict(),
-            "ema": trainer.ema.state_dict(),
-            "optimizer": trainer.optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "stream": trainer.stream.state_dict(),
-            "mix": trainer.mix.get_state(),
-            "rng": capture_rng(),
-        },
-    )
-
-
-def _run_steps(
-    trainer: _Trainer,
-    scheduler: Any,
-    start: int,
-    total: int,
-    path: Path,
-    seconds_before: float,
-    bar: Progress | None,
-    task: TaskID | None,
-) -> float:
-    """Steps ``start`` .. total-1, checkpointing on the interval; returns this session's training seconds."""
-    seconds, loss_avg = 0.0, None
-    for step in range(start, total):
-        begin = time.perf_counter()
-        loss = float(trainer.step(step, total, scheduler))
-        seconds += time.perf_counter() - begin
-        done = step + 1
-        if done % trainer.config.checkpoint_every == 0 and done < total:
-            _checkpoint(trainer, scheduler, done, seconds_before + seconds, path)
-        loss_avg = loss if loss_avg is None else 0.9 * loss_avg + 0.1 * loss
-        if bar is not None:
-            bar.update(task, advance=1, loss=f"{loss_avg:.3f}")
-    return seconds
 
 
 def _finish(
@@ -282,8 +197,7 @@ def _finish(
     trainer: _Trainer,
     test: DeviceData,
     plan: dict[str, Any],
-    seconds: float,
-    resumed_at: int | None,
+    session: Session,
     identity: dict[str, Any],
     context: dict[str, Any],
 ) -> dict[str, Any]:
@@ -309,8 +223,8 @@ def _finish(
         "latency_pred_ms": job.latency_pred_ms,
         "steps": total,
         "epochs": round(total / per_epoch, 3) if per_epoch else None,
-        "seconds": round(seconds, 3),
-        "resumed_at": resumed_at,
+        "seconds": round(session.run_seconds, 3),
+        "resumed_at": session.resumed_at,
         "budget": identity["budget"],
         "seed": identity["seed"],
         "recipe": identity["recipe"],
@@ -324,6 +238,6 @@ def _finish(
 def _write_weights(path: Path, model: torch.nn.Module, job: Job) -> None:
     """The model's state dict as safetensors (contiguous copies), written atomically."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"arch_id": job.arch_id, "weights": "ema", "format": "nasbench-retrain-1"})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        metadata = {"arch_id": job.arch_id, "weights": "ema", "format": "nasbench-retrain-1"}
+        save_file(tensors, str(tmp), metadata=metadata)

@@ -10,10 +10,13 @@ Public API::
     recalibrate_bn(model, batches, num_batches) -> int
     sandwich_step(net, archs, images, labels, *, optimizer, ...) / sandwich_archs / distillation_loss
     param_groups(model, weight_decay) / make_optimizer / warmup_cosine
+    steps.run_steps(task, checkpoint, *, total, warmup, ...) -> Session   # the one resumable step loop
 
 Modules: ``config`` (TrainConfig), ``optim`` (parameter groups, schedules, channel re-ordering),
 ``sandwich`` (one step), ``evaluate`` (BN recalibration, top-1), ``state`` (batch stream, RNG states,
-atomic checkpoints), ``rundir`` (the run folder and its identity), ``loop`` (``train_supernet``).
+atomic checkpoints), ``steps`` (the step loop shared with retraining: plan, timing, checkpoints, resume,
+progress), ``rundir`` (the run folder and its identity), ``loop`` (``train_supernet``, the supernet's
+``StepTask``).
 """
 
 from nasbench.training.config import TrainConfig

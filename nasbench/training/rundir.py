@@ -16,15 +16,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from nasbench.atomic import write_json as write_json  # re-exported: the training command writes with it
 from nasbench.budget import Budget
 from nasbench.data import DeviceData, ImageDataset
+from nasbench.diffing import first_difference
 from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace
 from nasbench.training.config import TrainConfig
@@ -34,14 +35,6 @@ CHECKPOINT_FILE = "checkpoint.pt"
 RESULT_FILE = "train_result.json"
 EVAL_FILE = "supernet_eval.json"
 RUN_KIND = "nasbench supernet training"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file + ``os.replace``)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def space_identity(space: SearchSpace) -> dict[str, str]:
@@ -103,7 +96,7 @@ def open_run(out_dir: Path, identity: dict[str, Any], *, resume: bool) -> dict[s
             raise NasbenchError(f"--resume: {out_dir} holds no training run to resume; drop --resume to start one")
         return None
     record = read_record(record_path)
-    difference = _first_difference(record.get("identity", {}), identity)
+    difference = first_difference(record.get("identity", {}), identity)
     if difference:
         raise NasbenchError(
             f"--out {out_dir} holds a different run ({difference}); choose another folder, "
@@ -128,14 +121,3 @@ def read_record(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("identity", {}).get("kind") != RUN_KIND:
         raise NasbenchError(f"{path} is not a supernet training record; choose another --out")
     return record
-
-
-def _first_difference(old: Any, new: Any, path: str = "") -> str | None:
-    """The first key whose value differs, as ``key: old there, new now``."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(set(old) | set(new)):
-            found = _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
-            if found:
-                return found
-        return None
-    return None if old == new else f"{path}: {old!r} there, {new!r} now"

@@ -1,14 +1,13 @@
 """Everything a killed training needs to go on exactly where it was: batch stream, RNG states, checkpoints.
 
 A checkpoint holds plain tensors, numbers, strings and lists only, so it loads with
-``torch.load(weights_only=True)`` (no pickled code runs from a run folder). It is written to a temporary
-file beside the target and moved over it with ``os.replace``, so a kill at any moment leaves either the
-previous checkpoint or the new one, never half of one.
+``torch.load(weights_only=True)`` (no pickled code runs from a run folder). It is written through
+``nasbench.atomic``, so a kill at any moment leaves either the previous checkpoint or the new one, never
+half of one.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nasbench.atomic import atomic_path
 from nasbench.data import DeviceData
 from nasbench.errors import NasbenchError
 
@@ -117,14 +117,9 @@ def load_sampler_state(rng: random.Random, saved: list) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a temporary file, flushed to disk, then ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``state`` to ``path`` atomically (``nasbench.atomic.atomic_path``)."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
