@@ -1,8 +1,7 @@
-"""The main job and its results from Python: ``nasbench.search(...)`` and ``nasbench.load_run(path)``.
+"""A search run's results from Python: ``nasbench.load_run(path) -> Run``.
 
-``search`` takes the same settings as ``nasbench search`` (its keyword names are the command's options
-with underscores) and returns the finished run as ``load_run`` does: the records as a pandas DataFrame
-(one row per evaluated architecture), the Pareto front, and the stored configuration.
+``Run`` holds the records as a pandas DataFrame (one row per evaluated architecture), the Pareto front and
+the stored configuration; ``nasbench.search(...)`` (``nasbench.search.orchestrate.search``) returns one.
 """
 
 from __future__ import annotations
@@ -38,26 +37,3 @@ def load_run(path: str | os.PathLike) -> Run:
     records = run.records()
     objectives = run.config.get("objectives") or ["acc", "macs"]
     return Run(run.path, run.run_id, dict(run.config), records, run_front(records, objectives))
-
-
-def search(
-    space: str | None = None,
-    data: str | None = None,
-    budget: str | None = None,
-    *,
-    out: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
-    **settings: Any,
-) -> Run:
-    """Train a supernet and search it under ``budget`` (``nasbench search``); returns the finished run.
-
-    ``settings`` are the command's other options: ``searchers`` (a tuple or ``"proximal,nsga2"``),
-    ``objectives``, ``seed``, ``shares``, ``train_budget``, ``max_macs``, ``max_latency``,
-    ``latency_table``, ``batch_size``, ``proximal_targets``, ``proximal_steps``, ``concurrency``,
-    ``ray_address``. With ``resume``, settings left out come from the run; those given must match it.
-    """
-    from nasbench.search.orchestrate import run_search, search_config
-
-    config = search_config({"space": space, "data": data, "budget": budget, **settings}, resume=resume)
-    run = run_search(config, out=Path(out) if out is not None else None, resume=Path(resume) if resume else None)
-    return load_run(run.path)

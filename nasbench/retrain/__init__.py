@@ -11,8 +11,8 @@ Public API::
     write_report(run_path) / read_results(run_path) / report_frame(results) / rank_correlation(frame)
 
 Modules: ``recipe`` (config, EMA, mixup/cutmix, loss), ``pick`` (what to retrain), ``train`` (one model,
-resumable), ``run`` (a whole run, in process), ``ray_retrain`` (the same as parallel Ray Tune trials; the
-only module here that imports Ray), ``report`` (report.csv/.json/.md), ``cli`` (``nasbench retrain``).
+resumable), ``run`` (a whole run, in process or as parallel Ray Tune trials through
+``nasbench.engines.ray_tune``), ``report`` (report.csv/.json/.md), ``cli`` (``nasbench retrain``).
 """
 
 from nasbench.retrain.pick import BASELINE, WINNER, Job, baseline_jobs, pick_winners, plan_jobs, winner_jobs

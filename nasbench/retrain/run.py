@@ -87,8 +87,6 @@ def retrain_run(
     if parallel == 1:
         train_sequentially(jobs, settings, progress)
     else:
-        from nasbench.retrain.ray_retrain import train_in_parallel  # the only module that imports Ray
-
         train_in_parallel(jobs, settings, parallel=parallel, address=ray_address)
     title = f"Retraining run {handle.run_id} ({space.name} on {settings.data}) from scratch"
     return write_report(handle.path, title=title)
@@ -123,3 +121,35 @@ def _train_one(job: Job, settings: RetrainSettings, train, test, num_classes: in
         context={"run": Path(settings.run_path).name, "data": settings.data},
         bar=bar,
     )
+
+
+def train_in_parallel(jobs: list[Job], settings: RetrainSettings, *, parallel: int, address: str | None = None) -> None:
+    """Train ``jobs`` as up to ``parallel`` concurrent Ray Tune trials (local Ray, or the cluster at
+    ``address``), through the Ray adapter's parallel map. Each trial checkpoints into the run folder
+    itself, so repeating a killed command resumes every model and skips finished ones. The CPUs are
+    shared evenly between the trials (each sets torch's threads to its share); with GPUs, each trial
+    asks for 1 / ``parallel`` of one."""
+    from nasbench.engines import ray_tune  # the only module that imports Ray
+
+    gpu = settings.device.startswith("cuda") and torch.cuda.is_available()
+    threads = max(1, ray_tune.cpu_count() // parallel)
+    resources = {"gpu": 1.0 / parallel} if gpu else {"cpu": threads}
+    worker = _TrainOne(RetrainSettings(**{**settings.__dict__, "threads": threads}))
+    root = retrain_dir(settings.run_path)
+    results = ray_tune.parallel_map(
+        worker, jobs, parallel=parallel, resources=resources,
+        temp_dir=root / "ray_tmp", tune_dir=root / "tune", address=address,
+    )  # fmt: skip
+    failures = [f"{job.arch_id}: {value}" for job, (ok, value) in zip(jobs, results, strict=True) if not ok]
+    if failures:
+        raise NasbenchError(f"retraining failed for {len(failures)} model(s): {'; '.join(failures)}")
+
+
+@dataclass(frozen=True)
+class _TrainOne:
+    """``train_job`` with fixed settings, picklable for the workers; returns the test top-1."""
+
+    settings: RetrainSettings
+
+    def __call__(self, job: Job) -> float:
+        return train_job(job, self.settings)["test_top1"]

@@ -10,8 +10,8 @@ from nasbench.callable_module import make_callable
 
 
 def _search(*args, **kwargs):
-    """The main job: ``nasbench.search(space, data, budget, **settings) -> nasbench.api.Run`` (see there)."""
-    from nasbench.api import search
+    """The main job: ``nasbench.search(space, data, budget, **settings) -> Run`` (``orchestrate.search``)."""
+    from nasbench.search.orchestrate import search
 
     return search(*args, **kwargs)
 

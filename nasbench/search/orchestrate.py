@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 
+from nasbench.api import Run, load_run
 from nasbench.budget import (
     DEFAULT_SHARES,
     TIME_KINDS,
@@ -79,6 +80,28 @@ class SearchConfig:
     @property
     def limits(self) -> dict[str, float]:
         return {k: v for k, v in (("macs", self.max_macs), ("latency", self.max_latency)) if v}
+
+
+def search(
+    space: str | None = None,
+    data: str | None = None,
+    budget: str | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    **settings: Any,
+) -> Run:
+    """The main job from Python (``nasbench.search(...)``): train a supernet, search it under ``budget``,
+    return the finished run (``nasbench.load_run``'s ``Run``: records DataFrame, front, config).
+
+    ``settings`` are ``nasbench search``'s other options with underscores: ``searchers`` (a tuple or
+    ``"proximal,nsga2"``), ``objectives``, ``seed``, ``shares``, ``train_budget``, ``max_macs``,
+    ``max_latency``, ``latency_table``, ``batch_size``, ``proximal_targets``, ``proximal_steps``,
+    ``concurrency``, ``ray_address``. With ``resume``, settings left out come from the run.
+    """
+    config = search_config({"space": space, "data": data, "budget": budget, **settings}, resume=resume)
+    run = run_search(config, out=Path(out) if out is not None else None, resume=Path(resume) if resume else None)
+    return load_run(run.path)
 
 
 def search_config(given: Mapping[str, Any], *, resume: str | os.PathLike | None = None) -> SearchConfig:

@@ -1,0 +1,82 @@
+"""The shape of the code, checked: one module per external engine, small modules, no import cycles, and a
+light ``import nasbench``. Read from the source with ``ast``; nothing here imports the package's modules."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "nasbench"
+MAX_LINES = 400
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py")) if "search_spaces" not in p.parts}
+
+
+def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside functions (``TYPE_CHECKING`` blocks excepted)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)}  # fmt: skip
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # ``from package import submodule`` imports the submodule (the package only as its parent, as
+            # ``import package.submodule`` does); ``from module import name`` imports the module.
+            subs = {f"{node.module}.{a.name}" for a in node.names} & set(MODULES)
+            out |= subs if len(subs) == len(node.names) else subs | {node.module}
+    return out
+
+
+def importers_of(package: str) -> set[str]:
+    return {m for m, p in MODULES.items() if any(i == package or i.startswith(package + ".") for i in imports(p))}
+
+
+def test_each_external_engine_is_imported_by_one_adapter_module():
+    assert importers_of("ray") == {"nasbench.engines.ray_tune"}
+    assert importers_of("optuna") == {"nasbench.engines.optuna_study"}
+
+
+def test_no_module_is_over_the_line_limit():
+    long = {m: n for m, p in MODULES.items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_import_cycles():
+    graph = {m: {i for i in imports(p) if i in MODULES and i != m} for m, p in MODULES.items()}
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("statement", ["import nasbench", "import nasbench.search", "import nasbench.objectives"])
+def test_light_imports_leave_torch_unimported(statement):
+    code = f"import sys; {statement}; print(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
