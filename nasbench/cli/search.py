@@ -1,22 +1,20 @@
-"""``nasbench search``: train a supernet, search it, and print the Pareto front (see ``search.orchestrate``).
-
-Merged into ``nasbench`` by ``cli.py`` (``app.add_typer(search_cli.app)``, no name).
-"""
+"""``nasbench search``: train a supernet, search it, and print the Pareto front (see ``search.orchestrate``)."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from nasbench import runs_cli
 from nasbench.budget import DEFAULT_SHARES, parse_shares
+from nasbench.cli.common import console, interrupt_hint, json_option, merge_resumed
+from nasbench.cli.runs import show_front
 from nasbench.errors import NasbenchError
-from nasbench.runs import RunDir
-from nasbench.search.orchestrate import SearchConfig, run_search
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer()
+FLAGS = {"searchers": "--searcher", "proximal_targets": "--targets"}  # settings whose flag is not their name
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
@@ -43,9 +41,11 @@ def search(
     proximal_steps: int = typer.Option(None, "--proximal-steps", help="Proximal steps per target (default 200)."),
     concurrency: int = typer.Option(None, "--concurrency", help="Trials at once (default 2)."),
     ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster, e.g. 10.0.0.1:6379."),
-    as_json: bool = typer.Option(False, "--json", help="Print the front as JSON at the end."),
+    as_json: bool = json_option("Print the front as JSON at the end."),
 ) -> None:
     """Train a supernet and search it under the budget; prints the Pareto front and the plot's path."""
+    from nasbench.search.orchestrate import SearchConfig, run_search
+
     given = {
         "space": space,
         "data": data,
@@ -65,25 +65,28 @@ def search(
         "ray_address": ray_address,
     }
     given = {k: v for k, v in given.items() if v is not None}
-    if resume is not None:
-        stored = RunDir.open(resume).config
-        known = {f.name for f in fields(SearchConfig)}
-        base = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
-        clash = [k for k, v in given.items() if k in base and base[k] != v]
-        if clash:
-            raise NasbenchError(
-                f"--resume {resume}: --{clash[0].replace('_', '-')} differs from the run's "
-                f"{base[clash[0]]!r}; drop it to use the stored value"
-            )
-        config = SearchConfig(**{**base, **given})
-    else:
-        missing = [k for k in ("space", "data", "budget") if k not in given]
-        if missing:
-            raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")
-        config = SearchConfig(**{"shares": dict(DEFAULT_SHARES), **given})
+    settings = _resumed(resume, given, {f.name for f in fields(SearchConfig)}) if resume else _new(given)
     if concurrency is not None and concurrency < 1:
         raise NasbenchError(f"--concurrency must be at least 1, got {concurrency}")
-    run = run_search(config, out=out, resume=resume)
-    runs_cli.pareto(run=str(run.path), objectives=None, plot=None, as_json=as_json)
+    folder = resume or out
+    interrupt_hint(f"continue with: nasbench search --resume {folder or 'RUN (its folder under results/runs/)'}")
+    run = run_search(SearchConfig(**settings), out=out, resume=resume)
+    show_front(run, None, None, as_json)
     if not as_json:
-        runs_cli.console.print(f"Plot: {run.path / 'pareto.png'}   Summary: {run.path / 'summary.md'}")
+        console.print(f"Plot: {run.path / 'pareto.png'}   Summary: {run.path / 'summary.md'}")
+
+
+def _resumed(resume: Path, given: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """The stored settings of the run being resumed, with those given (which must match them)."""
+    from nasbench.runs import RunDir
+
+    stored = {k: v for k, v in RunDir.open(resume).config.items() if k in known}
+    merged = merge_resumed(stored, given, where=f"--resume {resume}", flags=FLAGS)
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
+
+
+def _new(given: dict[str, Any]) -> dict[str, Any]:
+    missing = [k for k in ("space", "data", "budget") if k not in given]
+    if missing:
+        raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")
+    return {"shares": dict(DEFAULT_SHARES), **given}
