@@ -1,4 +1,5 @@
-"""Comparing stored settings with new ones, to tell a user exactly which setting differs."""
+"""Comparing stored settings with new ones, to tell a user exactly which setting differs, and the one
+resume-merge rule (``merge_resumed``) every resumable command and ``nasbench.search(resume=...)`` use."""
 
 from __future__ import annotations
 
@@ -20,13 +21,31 @@ def first_difference(old: Any, new: Any, path: str = "") -> str | None:
     return None if old == new else f"{path}: {old!r} there, {new!r} now"
 
 
-def merge_settings(stored: Mapping[str, Any], given: Mapping[str, Any], *, what: str) -> dict[str, Any]:
-    """A resumed run's settings: the ``stored`` ones, completed by those ``given``; a given setting that
-    differs from the stored one is refused, naming it as a ``--flag`` (``what`` says which run)."""
+def merge_resumed(
+    stored: Mapping[str, Any], given: Mapping[str, Any], *, where: str, flags: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The settings of a resumed run: the stored ones, and the options the user gave.
+
+    ``given`` holds only the options given on the command line. A resumed run continues the same run, so a
+    given option must equal its stored value; the first one that differs is refused with a ``NasbenchError``
+    naming the setting, both values and the flag to drop. ``where`` opens the message (``--out RUN``);
+    ``flags`` names the flag of a setting whose flag is not ``--`` + its name with dashes.
+    """
     for key, value in given.items():
-        if key in stored and stored[key] != value:
-            raise NasbenchError(
-                f"{what}: --{key.replace('_', '-')} {value!r} differs from the run's {stored[key]!r}; "
-                "drop it to use the stored value"
-            )
+        if key in stored:
+            difference = first_difference(_plain(stored[key]), _plain(value), key)
+            if difference:
+                flag = (flags or {}).get(key, "--" + key.replace("_", "-"))
+                raise NasbenchError(
+                    f"{where} holds a different run ({difference}); drop {flag} to use the stored value"
+                )
     return {**stored, **given}
+
+
+def _plain(value: Any) -> Any:
+    """As read back from JSON: stored settings hold lists where the options hold tuples."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

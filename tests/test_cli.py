@@ -86,3 +86,115 @@ def test_installed_entry_point_exits_2_without_traceback(tmp_path):
         [sys.executable, "-m", "nasbench", "arch", "describe", "--help"], capture_output=True, text=True
     )
     assert help_.returncode == 0 and "--json" in help_.stdout
+
+
+# --- the command package: light to import, one error handler, one resume rule ---------------------------
+
+HEAVY = ("torch", "pandas", "matplotlib", "ray", "optuna")
+
+
+def test_import_and_help_leave_torch_and_the_engines_out():
+    script = (
+        "import sys\n"
+        "from nasbench.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "train-supernet" in proc.stdout and "HEAVY []" in proc.stdout
+
+
+def test_help_texts_match_the_constants_of_the_modules_they_describe():
+    """The command modules repeat a few constants of torch-importing modules; they must agree."""
+    from nasbench.cli import latency, retrain, train, zoo
+    from nasbench.latency.table import DEFAULT_DIR
+    from nasbench.retrain.run import DEFAULT_EPOCHS
+    from nasbench.training.config import OPTIMIZERS
+    from nasbench.zoo.zoo import DEFAULT_ZOO
+
+    assert str(DEFAULT_DIR) == latency.DEFAULT_DIR
+    assert retrain.DEFAULT_EPOCHS == DEFAULT_EPOCHS
+    assert zoo.DEFAULT_ZOO == DEFAULT_ZOO
+    assert train.RECIPE["optimizer"].help == f"One of {', '.join(OPTIMIZERS)}."
+
+
+def test_every_command_takes_help_and_json():
+    from typer.testing import CliRunner
+
+    from nasbench.cli import app
+
+    commands = ["spaces", "spaces show", "arch describe", "pareto", "train-supernet", "search", "export"]
+    commands += ["latency measure", "latency lut", "latency predict", "latency validate", "zoo list", "zoo show"]
+    for command in [*commands, "retrain"]:
+        result = CliRunner().invoke(app, [*command.split(), "--help"])
+        assert result.exit_code == 0 and "--json" in result.stdout, command
+
+
+@pytest.fixture
+def handled():
+    """A root app with the one error handler and commands that fail in each way it handles."""
+    import typer
+
+    from nasbench.cli.common import HandledGroup, interrupt_hint
+    from nasbench.errors import NasbenchError
+
+    app = typer.Typer(cls=HandledGroup)
+
+    @app.command("bad")
+    def bad() -> None:
+        raise NasbenchError("--x 3 is not valid; give 1 or 2")
+
+    @app.command("stop")
+    def stop(hint: bool = False) -> None:
+        if hint:
+            interrupt_hint("continue with: --out RUN --resume")
+        raise KeyboardInterrupt
+
+    @app.command("bug")
+    def bug() -> None:
+        raise ZeroDivisionError
+
+    return app
+
+
+def test_one_handler_for_bad_input_and_interrupts(handled):
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    bad = runner.invoke(handled, ["bad"])
+    assert bad.exit_code == 2 and bad.stderr == "error: --x 3 is not valid; give 1 or 2\n" and not bad.stdout
+    stop = runner.invoke(handled, ["stop"])
+    assert stop.exit_code == 130 and stop.stderr == "interrupted\n"
+    hinted = runner.invoke(handled, ["stop", "--hint"])
+    assert hinted.exit_code == 130 and hinted.stderr == "interrupted; continue with: --out RUN --resume\n"
+    bug = runner.invoke(handled, ["bug"])
+    assert isinstance(bug.exception, ZeroDivisionError)  # a bug keeps its traceback
+
+
+def test_merge_resumed_takes_stored_settings_and_refuses_a_different_one():
+    from nasbench.diffing import merge_resumed
+    from nasbench.errors import NasbenchError
+
+    stored = {"seed": 0, "searchers": ["random", "nsga2"], "shares": {"supernet": 0.5, "search": 0.5}}
+    given = {"searchers": ("random", "nsga2"), "budget": "6trials"}  # tuples match the stored (JSON) lists
+    assert merge_resumed(stored, given, where="--resume RUN") == {**stored, **given}
+    with pytest.raises(NasbenchError) as e:
+        merge_resumed(stored, {"seed": 1}, where="--out RUN")
+    assert str(e.value) == "--out RUN holds a different run (seed: 0 there, 1 now); drop --seed to use the stored value"
+    with pytest.raises(
+        NasbenchError, match=r"\(searchers: \['random', 'nsga2'\] there, \['tpe'\] now\); drop --searcher"
+    ):
+        merge_resumed(stored, {"searchers": ("tpe",)}, where="--resume RUN", flags={"searchers": "--searcher"})
+    with pytest.raises(NasbenchError, match=r"shares.search: 0.5 there, 0.7 now\); drop --shares"):
+        merge_resumed(stored, {"shares": {"supernet": 0.5, "search": 0.7}}, where="--resume RUN")
+
+
+def test_json_is_standard_json(capsys):
+    from nasbench.cli.common import emit_json
+
+    emit_json({"tau": float("nan"), "rows": [1.5, float("inf")], "pair": (1, 2)})
+    assert json.loads(capsys.readouterr().out) == {"tau": None, "rows": [1.5, None], "pair": [1, 2]}

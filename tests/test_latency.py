@@ -15,10 +15,10 @@ import torch
 from typer.testing import CliRunner
 
 import nasbench
+from nasbench.cli.latency import app
 from nasbench.counting import decompose
 from nasbench.errors import NasbenchError
 from nasbench.latency import lut as lut_mod
-from nasbench.latency.cli import app
 from nasbench.latency.lut import build_table, space_configs
 from nasbench.latency.measure import Context, Stats, make_context, measure_arch, measure_interleaved
 from nasbench.latency.predict import fit_correction, sample_archs, scores, validate

@@ -85,7 +85,8 @@ def test_proximal_search_moves_towards_its_cost_target():
     reports = []
     search = ProximalSearch(space, net, train, val, macs, config=config, seed=0)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    search.run([low, high], lambda arch, info: reports.append((arch, info)), lambda: False)
+    for index, target in enumerate([low, high]):
+        search.search_target(index, target, lambda arch, info: reports.append((arch, info)), lambda: False)
     final = {info["target_index"]: arch for arch, info in reports}  # the last report per target
     assert set(final) == {0, 1}
     assert count(final[0], 10).macs < count(final[1], 10).macs

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from nasbench import load_space
 from nasbench.budget import STEPS, Budget
 from nasbench.build import build
+from nasbench.cli import app
 from nasbench.counting import count
 from nasbench.data import load_dataset
 from nasbench.errors import NasbenchError
@@ -37,7 +38,6 @@ from nasbench.retrain import (
     retrain_model,
     retrain_run,
 )
-from nasbench.retrain.cli import app
 from nasbench.runs import Record, RunDir, records_frame
 
 SMALL = RetrainConfig(batch_size=32, checkpoint_every=4, timing_steps=2)
@@ -263,7 +263,7 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
 
 
 def _cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return CliRunner().invoke(app, ["retrain", *map(str, args)])
 
 
 def test_cli_errors(tmp_path):

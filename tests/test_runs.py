@@ -21,9 +21,9 @@ import typer
 from typer.testing import CliRunner
 
 import nasbench
+from nasbench.cli.runs import app as runs_app
 from nasbench.errors import NasbenchError
 from nasbench.runs import SCHEMA, Record, RunDir, make_run_id, outputs, run_front
-from nasbench.runs_cli import app as runs_app
 
 CONFIG = {"space": "tiny", "data": "digits", "budget": "300trials", "searchers": ["random", "nsga2"], "seed": 0}
 
@@ -333,7 +333,7 @@ def test_write_outputs_of_a_run_without_successes(run):
 
 
 def invoke(*args):
-    """Through a parent app, the way cli.py merges runs_cli.app in."""
+    """Through a parent app, the way nasbench.cli merges cli.runs.app in."""
     parent = typer.Typer()
     parent.add_typer(runs_app)
     parent.command("other")(lambda: None)  # two commands, so "pareto" is looked up by name

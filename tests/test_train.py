@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import typer
 from torch import nn
 from typer.testing import CliRunner
 
 from nasbench import load_space
 from nasbench.budget import BudgetClock, parse_budget
+from nasbench.cli import app
 from nasbench.data import DeviceData, load_dataset
 from nasbench.data.augment import resize
 from nasbench.errors import NasbenchError
@@ -45,7 +45,6 @@ from nasbench.training.evaluate import accuracy
 from nasbench.training.optim import dynconv_temperature, reorder_channels, set_temperature
 from nasbench.training.state import BatchStream, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from nasbench.training.steps import plan_steps
-from nasbench.training_cli import app
 
 CONFIG = TrainConfig(batch_size=32, num_random=1, checkpoint_every=3, bn_batches=4, reorder_every=4)
 STEPS = 9
@@ -274,7 +273,7 @@ def test_checkpoints_round_trip_rng_and_refuse_garbage(tmp_path):
 
 def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, space_path, space, digits, uninterrupted):
     run = tmp_path / "killed"
-    command = [sys.executable, "-c", "from nasbench.training_cli import app; app()", "--space", str(space_path)]
+    command = [sys.executable, "-m", "nasbench", "train-supernet", "--space", str(space_path)]
     command += ["--data", "digits", "--budget", f"{STEPS}steps", "--out", str(run), "--threads", "1", "--no-progress"]
     log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115 - the child writes to it until killed
     child = subprocess.Popen(command + CLI_RECIPE, stdout=subprocess.DEVNULL, stderr=log)
@@ -435,9 +434,7 @@ def test_step_loop_resumed_from_a_checkpoint_equals_an_uninterrupted_run(tmp_pat
 
 
 def invoke(*args):
-    root = typer.Typer()
-    root.add_typer(app)
-    return CliRunner().invoke(root, ["train-supernet", *args])
+    return CliRunner().invoke(app, ["train-supernet", *args])
 
 
 @pytest.mark.parametrize(

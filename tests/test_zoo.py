@@ -17,6 +17,7 @@ from nasbench.arch import Arch
 from nasbench.blocks import ConvBNAct
 from nasbench.budget import parse_budget
 from nasbench.build import build
+from nasbench.cli.zoo import export_app, zoo_app
 from nasbench.counting import count
 from nasbench.data import load_dataset
 from nasbench.errors import NasbenchError
@@ -26,7 +27,6 @@ from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, train_supernet
 from nasbench.zoo import create_model, export_arch, fold_bn, inference_model, list_entries, read_entry
 from nasbench.zoo import export as export_mod
-from nasbench.zoo.cli import export_app, zoo_app
 from nasbench.zoo.fold import count_bn
 from nasbench.zoo.onnx_export import onnx_bytes
 

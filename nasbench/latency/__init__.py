@@ -3,7 +3,7 @@
 ``measure`` times models (eval, inference mode, warm-up, pinned threads / CUDA events, median and
 spread), ``lut`` builds a table of every layer config a space can produce, ``table`` reads and writes
 tables (portable: loading never needs the device), ``predict`` fits the end-to-end correction and
-validates predictions on held-out archs, ``cli`` is ``nasbench latency ...``.
+validates predictions on held-out archs. The commands (``nasbench latency ...``) are in ``nasbench.cli.latency``.
 """
 
 from nasbench.latency.measure import Context, Stats, make_context, measure_arch, measure_interleaved, measure_module

@@ -12,7 +12,8 @@ Public API::
 
 Modules: ``recipe`` (config, EMA, mixup/cutmix, loss), ``pick`` (what to retrain), ``train`` (one model,
 resumable), ``run`` (a whole run, in process or as parallel Ray Tune trials through
-``nasbench.engines.ray_tune``), ``report`` (report.csv/.json/.md), ``cli`` (``nasbench retrain``).
+``nasbench.engines.ray_tune``), ``report`` (report.csv/.json/.md). The command, ``nasbench retrain``,
+is in ``nasbench.cli.retrain``.
 """
 
 from nasbench.retrain.pick import BASELINE, WINNER, Job, baseline_jobs, pick_winners, plan_jobs, winner_jobs

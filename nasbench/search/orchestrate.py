@@ -33,7 +33,7 @@ from nasbench.budget import (
     split_evenly,
 )
 from nasbench.data import load_dataset
-from nasbench.diffing import merge_settings
+from nasbench.diffing import merge_resumed
 from nasbench.errors import NasbenchError
 from nasbench.objectives.table import check_limits, check_search_objectives
 from nasbench.runs import RunDir
@@ -45,6 +45,7 @@ from nasbench.training import TrainConfig, train_supernet
 from nasbench.training.rundir import CONFIG_FILE as TRAIN_CONFIG_FILE
 
 console = Console(stderr=True)
+FLAGS = {"searchers": "--searcher", "proximal_targets": "--targets"}  # settings whose flag is not their name
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def search(
 
 def search_config(given: Mapping[str, Any], *, resume: str | os.PathLike | None = None) -> SearchConfig:
     """A ``SearchConfig`` from the settings given (None: not given; lists or ``"a,b"`` for the tuples).
-    With ``resume``, the run's stored settings fill in the rest (``merge_settings`` refuses a clash)."""
+    With ``resume``, the run's stored settings fill in the rest (``merge_resumed`` refuses a clash)."""
     known = {f.name for f in fields(SearchConfig)}
     unknown = sorted(set(given) - known)
     if unknown:
@@ -114,7 +115,8 @@ def search_config(given: Mapping[str, Any], *, resume: str | os.PathLike | None 
     given = {k: _setting(k, v) for k, v in given.items() if v is not None}
     if resume is not None:
         stored = {k: _setting(k, v) for k, v in RunDir.open(resume).config.items() if k in known}
-        return SearchConfig(**merge_settings(stored, given, what=f"--resume {resume}"))
+        merged = merge_resumed(stored, given, where=f"--resume {resume}", flags=FLAGS)
+        return SearchConfig(**{k: _setting(k, v) for k, v in merged.items()})
     missing = [k for k in ("space", "data", "budget") if k not in given]
     if missing:
         raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")

@@ -8,8 +8,8 @@ Public API::
     fold_bn(model) / inference_model(model)      batch norm folded; dynamic convs in their static form
 
 Modules: ``zoo`` (the folder layout, safe loading, the card), ``export`` (run -> entry), ``fold``
-(inference transforms), ``onnx_export`` (ONNX, checked with onnxruntime), ``cli`` (``nasbench export``,
-``nasbench zoo list|show``).
+(inference transforms), ``onnx_export`` (ONNX, checked with onnxruntime). The commands (``nasbench export``,
+``nasbench zoo list|show``) are in ``nasbench.cli.zoo``.
 """
 
 from nasbench.zoo.export import export_arch

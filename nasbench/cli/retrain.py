@@ -1,26 +1,17 @@
-"""``nasbench retrain RUN``: retrain a run's Pareto winners and the reference networks from scratch.
-
-``app`` holds the one command; ``nasbench.cli`` adds it to the main CLI. A ``NasbenchError`` (bad input)
-prints one line on stderr and exits with code 2.
-"""
+"""``nasbench retrain RUN``: retrain a run's Pareto winners and the reference networks from scratch."""
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-from nasbench.errors import NasbenchError
-from nasbench.retrain.report import display_frame, markdown_table, report_frame, retrain_dir
-from nasbench.retrain.run import DEFAULT_EPOCHS, resolve_budget, retrain_run
-from nasbench.runs import resolve_run
+from nasbench.cli.common import console, emit_json, interrupt_hint, json_option
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer()
+DEFAULT_EPOCHS = 20  # retrain.run.DEFAULT_EPOCHS (a test keeps them equal; that module imports torch)
 
 
 @app.command("retrain")
@@ -38,52 +29,39 @@ def retrain_command(
     ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster (with --parallel)."),
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: cuda when there is one)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = json_option("Print the report as JSON."),
 ) -> None:
     """Train K Pareto winners and the baselines from scratch with one recipe; report test top-1 in RUN/retrain/.
 
     Run it again after a kill: finished models are skipped, the others resume from their checkpoints.
     """
-    try:
-        names = [n.strip() for n in baselines.split(",") if n.strip()] if baselines is not None else None
-        report = retrain_run(
-            run,
-            top=top,
-            budget=resolve_budget(budget, epochs),
-            baselines=names,
-            parallel=parallel,
-            device=device,
-            ray_address=ray_address,
-            progress=progress,
-        )
-    except NasbenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        print(f"interrupted; run the same command again to resume {run}", file=sys.stderr)
-        raise typer.Exit(130) from None
+    from nasbench.retrain.run import resolve_budget, retrain_run
+
+    interrupt_hint(f"run the same command again to resume {run}")
+    names = [n.strip() for n in baselines.split(",") if n.strip()] if baselines is not None else None
+    report = retrain_run(
+        run,
+        top=top,
+        budget=resolve_budget(budget, epochs),
+        baselines=names,
+        parallel=parallel,
+        device=device,
+        ray_address=ray_address,
+        progress=progress,
+    )
     if as_json:
-        sys.stdout.write(json.dumps(_jsonable(report), indent=2) + "\n")
+        emit_json(report)
     else:
         _print(report, run)
 
 
 def _print(report: dict[str, Any], run: Path) -> None:
-    console = Console()
+    from nasbench.retrain.report import display_frame, markdown_table, report_frame, retrain_dir
+    from nasbench.runs import resolve_run
+
     frame = report_frame(report["rows"])
     console.print(markdown_table(display_frame(frame)))
     tau = report["kendall_tau"]
     text = "undefined" if math.isnan(tau) else f"{tau:+.3f} (p = {report['kendall_p']:.3g})"
     console.print(f"Kendall's tau, supernet estimate vs from scratch, over {report['winners']} winners: {text}")
     console.print(f"report: {retrain_dir(resolve_run(run)) / 'report.md'}")
-
-
-def _jsonable(value: Any) -> Any:
-    """NaN as null, so the output is standard JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value

@@ -1,8 +1,7 @@
 """``nasbench pareto RUN``: the Pareto front of a search run, finished or still running.
 
-Kept apart from ``cli.py``, which merges it in with ``app.add_typer(runs_cli.app)`` (no name: the command
-stays ``nasbench pareto``). Reads the run's
-journal, so it shows what a running search has recorded so far and writes nothing into the run.
+``show_front`` prints a run's front; ``pareto`` and ``search`` both call it. It reads the run's journal, so
+it shows what a running search has recorded so far, and writes nothing into the run.
 """
 
 from __future__ import annotations
@@ -10,20 +9,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from nasbench.cli.common import console, emit_json, json_option
 from nasbench.errors import NasbenchError
-from nasbench.pareto import pareto_front
-from nasbench.runs import RunDir, objective_frame, parse_objectives, plot_fronts
-from nasbench.runs.outputs import FRONT_COLUMNS, LABELS
+from nasbench.objectives.table import OBJECTIVES, parse_objectives
 from nasbench.textfmt import human_count
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-console = Console()
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from nasbench.runs import RunDir
+
+app = typer.Typer()
 DEFAULT_OBJECTIVES = "acc,macs"
 WIDE = 120  # terminal columns from which the table also shows each architecture's compact string
 
@@ -35,10 +36,21 @@ def pareto(
         None, "--objectives", help="Comma-separated, among acc, macs, params, latency; default: the run's own."
     ),
     plot: Path = typer.Option(None, "--plot", help="Also write the Pareto plot (PNG) to this file."),
-    as_json: bool = typer.Option(False, "--json", help="Print the front's rows as JSON instead of a table."),
+    as_json: bool = json_option("Print the front's rows as JSON instead of a table."),
 ) -> None:
     """Print the Pareto front of a run; each row's arch id is what `nasbench export RUN --arch ID` takes."""
-    rundir = RunDir.open(run)
+    from nasbench.runs import RunDir
+
+    show_front(RunDir.open(run), objectives, plot, as_json)
+
+
+def show_front(rundir: RunDir, objectives: str | None, plot: Path | None, as_json: bool) -> None:
+    """Print the front of ``rundir`` under ``objectives`` (default: the run's own) as a table or JSON rows,
+    and with ``plot`` also write the plot there."""
+    from nasbench.pareto import pareto_front
+    from nasbench.runs import objective_frame, plot_fronts
+    from nasbench.runs.outputs import FRONT_COLUMNS
+
     obj = parse_objectives(objectives or rundir.config.get("objectives") or DEFAULT_OBJECTIVES)
     records = rundir.records()
     ok = objective_frame(records)
@@ -51,10 +63,9 @@ def pareto(
     if plot is not None:
         plot_fronts(records, plot, title=f"run {rundir.run_id}")
     if as_json:
-        rows = json.loads(front[FRONT_COLUMNS].to_json(orient="records"))
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        emit_json(json.loads(front[FRONT_COLUMNS].to_json(orient="records")))
         if plot is not None:
-            print(f"plot: {plot}", file=sys.stderr)
+            print(f"plot: {plot}", file=sys.stderr)  # stdout holds only the JSON
         return
     console.print(_front_table(rundir.run_id, front, obj, len(ok)))
     console.print(f"Export one with: nasbench export {rundir.path} --arch ID")
@@ -63,7 +74,9 @@ def pareto(
 
 
 def _front_table(run_id: str, front: pd.DataFrame, objectives: dict[str, str], n_ok: int) -> Table:
-    arrows = ", ".join(f"{LABELS[o]} {'↑' if s == 'max' else '↓'}" for o, s in objectives.items())
+    import pandas as pd
+
+    arrows = ", ".join(f"{OBJECTIVES[o].label} {'↑' if s == 'max' else '↓'}" for o, s in objectives.items())
     table = Table(title=f"Pareto front of {run_id} ({arrows}): {len(front)} of {n_ok} successful evaluations")
     with_latency = "latency" in objectives or front["latency"].notna().any()
     columns = ["arch id", "searcher", "trial", "acc", "MACs", "params"] + (["latency ms"] if with_latency else [])

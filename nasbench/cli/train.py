@@ -1,38 +1,35 @@
 """``nasbench train-supernet``: train a space's supernet on a dataset within a budget, then validate the
-largest and smallest subnets (after BN recalibration).
-
-``app`` holds the one command; ``nasbench.cli`` adds it to the main CLI. A ``NasbenchError`` (bad input)
-prints one line on stderr and exits with code 2, before anything is written.
-"""
+largest and smallest subnets (after BN recalibration)."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from nasbench.budget import parse_budget
-from nasbench.data import load_dataset
+from nasbench.cli.common import console, emit_json, interrupt_hint, json_option
+from nasbench.diffing import merge_resumed
 from nasbench.errors import NasbenchError
-from nasbench.spaces import load_space
-from nasbench.training import TrainConfig, evaluate, train_supernet
-from nasbench.training.config import OPTIMIZERS
-from nasbench.training.loop import TrainResult
-from nasbench.training.rundir import EVAL_FILE, existing_record, write_json
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+if TYPE_CHECKING:
+    import torch
 
-# Recipe options: None means "not given" (the TrainConfig default, or the resumed run's value).
+    from nasbench.spaces import SearchSpace
+    from nasbench.training import TrainConfig
+    from nasbench.training.loop import TrainResult
+
+app = typer.Typer()
+
+# Recipe options: None means "not given" (the TrainConfig default, or the resumed run's value). The names are
+# TrainConfig's fields; the optimizer names are training.config.OPTIMIZERS (a test keeps them equal: that
+# module's package imports torch, which `nasbench --help` must not).
 RECIPE = {
     "batch_size": typer.Option(None, "--batch-size", help="Images per step (every subnet sees the batch)."),
     "lr": typer.Option(None, "--lr", help="Peak learning rate (default: 0.05 SGD, 2e-3 AdamW)."),
-    "optimizer": typer.Option(None, "--optimizer", help=f"One of {', '.join(OPTIMIZERS)}."),
+    "optimizer": typer.Option(None, "--optimizer", help="One of sgd-nesterov, adamw."),
     "weight_decay": typer.Option(None, "--weight-decay", help="On conv/linear weights; norms and biases get none."),
     "warmup_steps": typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default: 5% of the run)."),
     "num_random": typer.Option(None, "--num-random", help="Random subnets per step besides largest and smallest."),
@@ -72,24 +69,18 @@ def train_supernet_command(
     device: str = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when there is one)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (on stderr)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
+    as_json: bool = json_option("Print the evaluation as JSON."),
 ) -> None:
     """Train a supernet (sandwich rule, in-place distillation), then validate its largest and smallest subnets.
 
     With --resume, options left out are taken from the run in --out; options given must match it.
     """
     recipe = {k: v for k, v in locals().items() if k in RECIPE and v is not None}
-    try:
-        args = _resolve_args(out, resume, space, data, budget, seed, recipe)
-        summary = _train_and_evaluate(out, resume, args, device, threads, progress)
-    except NasbenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        print(f"interrupted; continue with: --out {out} --resume", file=sys.stderr)
-        raise typer.Exit(130) from None
+    interrupt_hint(f"continue with: --out {out} --resume")
+    args = _resolve_args(out, resume, space, data, budget, seed, recipe)
+    summary = _train_and_evaluate(out, resume, args, device, threads, progress)
     if as_json:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        emit_json(summary)
     else:
         _print_summary(summary)
 
@@ -97,26 +88,47 @@ def train_supernet_command(
 def _resolve_args(
     out: Path, resume: bool, space: str | None, data: str | None, budget: str | None, seed: int | None, recipe: dict
 ) -> dict[str, Any]:
-    """The run's settings: those given, and with --resume those of the run being resumed for the rest."""
+    """The run's settings: those given, and with --resume those of the run being resumed for the rest.
+
+    Space and data are taken from the resumed run when left out but not compared here: the run's identity
+    compares them by content (``training.rundir.open_run``), so a name and a path to the same space both do.
+    """
+    from nasbench.training import TrainConfig
+    from nasbench.training.rundir import existing_record
+
+    given = {k: v for k, v in {"budget": budget, "seed": seed, **recipe}.items() if v is not None}
     record = existing_record(out) if resume else None
-    saved = record["identity"] if record else {}
     origin = record.get("origin", {}) if record else {}
+    if record:
+        identity = record["identity"]
+        if "budget" in given:
+            given["budget"] = str(parse_budget(given["budget"]))  # stored in its canonical spelling
+        stored = {"budget": identity["budget"], "seed": identity["seed"], **identity.get("config", {})}
+        given = merge_resumed(stored, given, where=f"--out {out}")
     args = {
         "space": space or origin.get("space"),
         "data": data or origin.get("data"),
-        "budget": budget or saved.get("budget"),
-        "seed": seed if seed is not None else saved.get("seed", 0),
+        "budget": given.pop("budget", None),
+        "seed": given.pop("seed", 0),
     }
     for name in ("space", "data", "budget"):
         if args[name] is None:
             raise NasbenchError(f"--{name} is required (or --resume a run in --out that records it)")
-    args["config"] = TrainConfig.from_dict({**saved.get("config", {}), **recipe})
+    args["config"] = TrainConfig.from_dict(given)
     return args
 
 
 def _train_and_evaluate(
     out: Path, resume: bool, args: dict[str, Any], device: str | None, threads: int | None, progress: bool
 ) -> dict[str, Any]:
+    import torch
+
+    from nasbench.atomic import write_json
+    from nasbench.data import load_dataset
+    from nasbench.spaces import load_space
+    from nasbench.training import train_supernet
+    from nasbench.training.rundir import EVAL_FILE
+
     space = load_space(args["space"])
     budget = parse_budget(args["budget"])
     dev = _device(device)
@@ -146,6 +158,8 @@ def _train_and_evaluate(
 
 
 def _device(device: str | None) -> torch.device | None:
+    import torch
+
     if device is None:
         return None
     try:
@@ -159,8 +173,10 @@ def _device(device: str | None) -> torch.device | None:
     return dev
 
 
-def _evaluate_extremes(result: TrainResult, space: Any, config: TrainConfig, seed: int) -> dict[str, Any]:
+def _evaluate_extremes(result: TrainResult, space: SearchSpace, config: TrainConfig, seed: int) -> dict[str, Any]:
     """Largest and smallest subnets, each after BN recalibration on the same seeded training batches."""
+    from nasbench.training import evaluate
+
     summary: dict[str, Any] = {"bn_batches": config.bn_batches, "val_images": len(result.val)}
     for name, arch in (("largest", space.largest()), ("smallest", space.smallest())):
         figures = evaluate(
@@ -179,7 +195,8 @@ def _evaluate_extremes(result: TrainResult, space: Any, config: TrainConfig, see
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    console = Console()
+    from nasbench.training.rundir import EVAL_FILE
+
     table = Table(
         title=f"{summary['space']} supernet on {summary['data']}, {summary['steps']} steps: validation "
         f"({summary['val_images']} images) after BN recalibration on {summary['bn_batches']} batches"

@@ -1,39 +1,34 @@
 """``nasbench latency ...``: measure end to end, build lookup tables, predict and validate.
 
-Every command takes ``--help`` and ``--json``; bad input raises ``NasbenchError`` (one line, exit 2 from the
-main CLI). Progress bars go to stderr, so ``--json`` output on stdout stays clean.
+Progress bars go to stderr, so ``--json`` output on stdout stays clean. The latency modules (torch) are
+imported inside the commands.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from nasbench.atomic import write_json
+from nasbench.cli.common import console, emit_json, err_console, json_option
 from nasbench.errors import NasbenchError
-from nasbench.latency.lut import build_table
-from nasbench.latency.measure import Context, make_context, measure_arch
-from nasbench.latency.predict import calibrate, validate
-from nasbench.latency.table import DEFAULT_DIR, Correction, load_table, table_path
 from nasbench.spaces import load_space
+
+if TYPE_CHECKING:
+    from nasbench.latency.measure import Context
 
 app = typer.Typer(
     help="Latency: measure models end to end, build per-layer lookup tables, predict and validate.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+DEFAULT_DIR = "results/latency"  # latency.table.DEFAULT_DIR (a test keeps them equal; that module imports torch)
 
-JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+JSON_OPT = json_option()
 SPACE_OPT = typer.Option(..., "--space", "-s", help="A shipped space name or a path to a YAML file.")
 DEVICE_OPT = typer.Option("cpu", "--device", "-d", help="cpu or cuda (cuda without CUDA is an error).")
 BATCH_OPT = typer.Option(1, "--batch", "-b", help="Images per forward pass.")
@@ -47,10 +42,6 @@ CLOCK_OPT = typer.Option(
 )
 CLASSES_OPT = typer.Option(1000, "--num-classes", help="Classifier outputs.")
 CALIBRATION_ROUNDS = 30
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def ticker(progress: Progress, task: TaskID) -> Callable[[int], None]:
@@ -82,6 +73,8 @@ def measure_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Measure the end-to-end latency of one architecture's static model (median and spread)."""
+    from nasbench.latency.measure import make_context, measure_arch
+
     s = load_space(space)
     a = s.resolve(arch, resolution)
     if warmup < 0 or repeats < 1 or num_classes < 1:
@@ -131,6 +124,11 @@ def lut_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Measure every layer config the space can produce into one JSON table (resumes if interrupted)."""
+    from nasbench.latency.lut import build_table
+    from nasbench.latency.measure import make_context
+    from nasbench.latency.predict import calibrate
+    from nasbench.latency.table import table_path
+
     s = load_space(space)
     ctx = make_context(device, dtype, batch, channels_last, threads, clock)
     if num_classes < 1 or calibrate_n < 0:
@@ -167,6 +165,8 @@ def predict_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Predict an architecture's latency from a table, without the device the table was measured on."""
+    from nasbench.latency.table import load_table
+
     s = load_space(space)
     t = load_table(table, s)
     a = s.resolve(arch, resolution)
@@ -206,6 +206,10 @@ def validate_cmd(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Score the table's predictions on held-out sampled archs: Kendall tau, MAPE, share within +-10%."""
+    from nasbench.latency.measure import make_context
+    from nasbench.latency.predict import validate
+    from nasbench.latency.table import Correction, load_table, table_path
+
     s = load_space(space)
     ctx = make_context(device, dtype, batch, channels_last, threads, clock)
     if n < 2 or calibrate_n < 3 or rounds < 1 or per_round < 1:
@@ -228,7 +232,7 @@ def validate_cmd(
         t.correction = Correction.from_json(rep["correction"])
         t.save()
     out = report or t.path.with_suffix(".validate.json")
-    out.write_text(json.dumps(rep, indent=1) + "\n")
+    write_json(out, rep, indent=1)
     if as_json:
         emit_json({k: v for k, v in rep.items() if k != "archs"} | {"report": str(out)})
         return
@@ -236,6 +240,8 @@ def validate_cmd(
 
 
 def print_report(rep: dict, out: Path) -> None:
+    from nasbench.latency.measure import Context
+
     sc, noise, c = rep["scores"], rep["noise"], rep["correction"]
     console.print(f"validated {rep['table']['path']} on {describe(Context.from_dict(rep['context']))}")
     table = Table(title=f"{sc['n']} held-out archs (correction refit on {c['archs']} calibration archs)")

@@ -1,22 +1,16 @@
-"""``nasbench search``: train a supernet, search it, and print the Pareto front (see ``search.orchestrate``).
-
-Merged into ``nasbench`` by ``cli.py`` (``app.add_typer(search_cli.app)``, no name).
-"""
+"""``nasbench search``: train a supernet, search it, and print the Pareto front (see ``search.orchestrate``)."""
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import typer
 
-from nasbench import runs_cli
-from nasbench.budget import DEFAULT_SHARES, parse_shares
-from nasbench.errors import NasbenchError
-from nasbench.runs import RunDir
-from nasbench.search.orchestrate import SearchConfig, run_search
+from nasbench.budget import parse_shares
+from nasbench.cli.common import console, interrupt_hint, json_option
+from nasbench.cli.runs import show_front
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer()
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
@@ -43,9 +37,11 @@ def search(
     proximal_steps: int = typer.Option(None, "--proximal-steps", help="Proximal steps per target (default 200)."),
     concurrency: int = typer.Option(None, "--concurrency", help="Trials at once (default 2)."),
     ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster, e.g. 10.0.0.1:6379."),
-    as_json: bool = typer.Option(False, "--json", help="Print the front as JSON at the end."),
+    as_json: bool = json_option("Print the front as JSON at the end."),
 ) -> None:
     """Train a supernet and search it under the budget; prints the Pareto front and the plot's path."""
+    from nasbench.search.orchestrate import run_search, search_config
+
     given = {
         "space": space,
         "data": data,
@@ -64,26 +60,10 @@ def search(
         "concurrency": concurrency,
         "ray_address": ray_address,
     }
-    given = {k: v for k, v in given.items() if v is not None}
-    if resume is not None:
-        stored = RunDir.open(resume).config
-        known = {f.name for f in fields(SearchConfig)}
-        base = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
-        clash = [k for k, v in given.items() if k in base and base[k] != v]
-        if clash:
-            raise NasbenchError(
-                f"--resume {resume}: --{clash[0].replace('_', '-')} differs from the run's "
-                f"{base[clash[0]]!r}; drop it to use the stored value"
-            )
-        config = SearchConfig(**{**base, **given})
-    else:
-        missing = [k for k in ("space", "data", "budget") if k not in given]
-        if missing:
-            raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")
-        config = SearchConfig(**{"shares": dict(DEFAULT_SHARES), **given})
-    if concurrency is not None and concurrency < 1:
-        raise NasbenchError(f"--concurrency must be at least 1, got {concurrency}")
+    config = search_config(given, resume=resume)
+    folder = resume or out
+    interrupt_hint(f"continue with: nasbench search --resume {folder or 'RUN (its folder under results/runs/)'}")
     run = run_search(config, out=out, resume=resume)
-    runs_cli.pareto(run=str(run.path), objectives=None, plot=None, as_json=as_json)
+    show_front(run, None, None, as_json)
     if not as_json:
-        runs_cli.console.print(f"Plot: {run.path / 'pareto.png'}   Summary: {run.path / 'summary.md'}")
+        console.print(f"Plot: {run.path / 'pareto.png'}   Summary: {run.path / 'summary.md'}")

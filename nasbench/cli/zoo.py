@@ -1,33 +1,25 @@
 """``nasbench export RUN --arch ID --name NAME`` and ``nasbench zoo list|show``.
 
 ``export_app`` is merged into the main app without a name (the command stays ``nasbench export``), and
-``zoo_app`` as ``nasbench zoo``. A ``NasbenchError`` is left to the main CLI, which prints it and exits 2.
+``zoo_app`` as ``nasbench zoo``. The zoo modules (torch) are imported inside the commands.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from nasbench.cli.common import console, emit_json, json_option
 from nasbench.textfmt import human_count
-from nasbench.zoo.export import export_arch
-from nasbench.zoo.zoo import CARD_MD, DEFAULT_ZOO, list_entries, read_entry
 
-export_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-zoo_app = typer.Typer(help="List the model zoo, or show one entry.", no_args_is_help=True, add_completion=False)
-console = Console()
+export_app = typer.Typer()
+zoo_app = typer.Typer(help="List the model zoo, or show one entry.", no_args_is_help=True)
+DEFAULT_ZOO = Path("zoo")  # zoo.zoo.DEFAULT_ZOO (a test keeps them equal; that module imports torch)
 ZOO_OPT = typer.Option(DEFAULT_ZOO, "--zoo", help="The zoo folder.")
-JSON_OPT = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+JSON_OPT = json_option()
 
 
 def _acc(value: float | None) -> str:
@@ -45,9 +37,11 @@ def export(
     as_json: bool = JSON_OPT,
 ) -> None:
     """Export one architecture of a run to the zoo: arch.json, weights, card (and ONNX)."""
+    from nasbench.zoo.export import export_arch
+
     entry = export_arch(run, arch, name, zoo=zoo, onnx=onnx, force=force)
     if as_json:
-        _emit({"path": str(entry.path), **entry.summary(), "card": entry.card})
+        emit_json({"path": str(entry.path), **entry.summary(), "card": entry.card})
         return
     s = entry.summary()
     console.print(
@@ -61,9 +55,11 @@ def export(
 @zoo_app.command("list")
 def zoo_list(zoo: Path = ZOO_OPT, as_json: bool = JSON_OPT) -> None:
     """List the zoo's entries; an entry that does not read is listed with the reason."""
+    from nasbench.zoo.zoo import list_entries
+
     rows = [entry.summary() if entry else {"name": name, "error": error} for name, entry, error in list_entries(zoo)]
     if as_json:
-        _emit(rows)
+        emit_json(rows)
         return
     if not rows:
         console.print(f"The zoo {zoo} has no entries; add one with: nasbench export RUN --arch ID --name NAME")
@@ -100,9 +96,11 @@ def zoo_show(
     name: str = typer.Argument(..., help="The entry's name."), zoo: Path = ZOO_OPT, as_json: bool = JSON_OPT
 ) -> None:
     """Show one entry's card (checked against its architecture first)."""
+    from nasbench.zoo.zoo import CARD_MD, read_entry
+
     entry = read_entry(name, zoo)
     if as_json:
-        _emit({"path": str(entry.path), **entry.summary(), "card": entry.card})
+        emit_json({"path": str(entry.path), **entry.summary(), "card": entry.card})
         return
     card_md = entry.path / CARD_MD
     console.print(card_md.read_text() if card_md.is_file() else json.dumps(entry.card, indent=2), markup=False)
