@@ -9,7 +9,6 @@ seed alone.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace
 from nasbench.supernet import Supernet
 from nasbench.training.config import TrainConfig
+from nasbench.training.coverage import CoverageSampler, coverage_table
 from nasbench.training.optim import (
     dynconv_temperature,
     make_optimizer,
@@ -33,7 +33,7 @@ from nasbench.training.optim import (
     set_temperature,
 )
 from nasbench.training.sandwich import sandwich_archs, sandwich_step
-from nasbench.training.state import BatchStream, load_checkpoint, load_sampler_state, sampler_state, seed_everything
+from nasbench.training.state import BatchStream, load_checkpoint, seed_everything
 from nasbench.training.steps import TIMING_SEED, Session, plan_steps, progress_bar, run_steps
 
 
@@ -51,6 +51,7 @@ class TrainResult:
     spent: float  # budget spent by the whole run, in the budget's unit (device-seconds, seconds, steps, epochs)
     images_per_second: float  # training images per second over this session (each seen by every subnet)
     note: str | None = None  # how the budget was counted, when that needs saying (gpu-h without a GPU)
+    coverage: dict[str, dict[str, int]] | None = None  # how often each choice of each dimension was trained
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Trainer:
     net: Supernet
     optimizer: torch.optim.Optimizer
     stream: BatchStream
-    sampler: random.Random
+    sampler: CoverageSampler
     device: torch.device
     reorder: bool = True  # OFA's channel re-ordering every ``config.reorder_every`` steps (off while timing)
 
@@ -73,6 +74,8 @@ class Trainer:
         )
         images, labels = self.stream.next()
         archs = sandwich_archs(self.space, self.sampler, c.num_random)
+        for arch in archs:
+            self.sampler.count(arch)
         losses = sandwich_step(
             self.net,
             archs,
@@ -94,21 +97,21 @@ class Trainer:
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "stream": self.stream.state_dict(),
-            "sampler": sampler_state(self.sampler),
+            "sampler": self.sampler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.stream.load_state_dict(state["stream"])
-        load_sampler_state(self.sampler, state["sampler"])
+        self.sampler.load_state_dict(state["sampler"])
 
     def throwaway(self) -> Trainer:
         c = self.config
         stream = BatchStream(
             self.stream.data, c.batch_size, self.stream.resolution, seed=TIMING_SEED, channels_last=c.channels_last
         )
-        optimizer, sampler = make_optimizer(self.net, c), random.Random(TIMING_SEED)
+        optimizer, sampler = make_optimizer(self.net, c), CoverageSampler(self.space, TIMING_SEED)
         return Trainer(self.space, c, self.net, optimizer, stream, sampler, self.device, reorder=False)
 
 
@@ -163,6 +166,7 @@ def train_supernet(
         spent=clock.spent,
         images_per_second=session.images / session.seconds if session.images else 0.0,
         note=note,
+        coverage=coverage_table(trainer.sampler.counts, space),
     )
     if (session.resumed_at or 0) < result.steps or not (out / rundir.RESULT_FILE).is_file():
         write_json(out / rundir.RESULT_FILE, _result_record(result, budget))
@@ -231,7 +235,7 @@ def _build(
     stream = BatchStream(
         train, config.batch_size, max(space.resolutions), seed=seed, channels_last=config.channels_last
     )
-    return Trainer(space, config, net, make_optimizer(net, config), stream, random.Random(seed), device)
+    return Trainer(space, config, net, make_optimizer(net, config), stream, CoverageSampler(space, seed), device)
 
 
 def _result_record(result: TrainResult, budget: Budget) -> dict[str, Any]:
@@ -244,4 +248,5 @@ def _result_record(result: TrainResult, budget: Budget) -> dict[str, Any]:
         "spent": round(result.spent, 3),
         "spent_unit": {DEVICE_TIME: "device-seconds", WALL_TIME: "seconds"}.get(budget.kind, budget.kind),
         "note": result.note,
+        "coverage": result.coverage,  # per dimension, how many subnets trained each choice (whole run)
     }

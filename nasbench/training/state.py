@@ -108,14 +108,6 @@ def _python_state(saved: list) -> tuple:
     return version, tuple(int(v) for v in internal.tolist()), gauss
 
 
-def sampler_state(rng: random.Random) -> list:
-    return _random_state(rng.getstate())
-
-
-def load_sampler_state(rng: random.Random, saved: list) -> None:
-    rng.setstate(_python_state(saved))
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (``nasbench.atomic.atomic_path``)."""
     with atomic_path(path) as tmp:

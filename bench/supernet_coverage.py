@@ -1,0 +1,93 @@
+"""Does the supernet know its whole space? Inherited-weight accuracy of random architectures vs the largest.
+
+Trains a supernet (or continues / reuses a finished one in ``--out``), then evaluates, after BN
+recalibration on the same seeded batches, the largest and smallest subnets and ``--archs`` seeded random
+architectures, plus the largest with one dimension changed at a time. Prints each figure and the ratio
+that issue 10 asks about: the median random architecture's validation accuracy over the largest's.
+
+    .venv/bin/python bench/supernet_coverage.py --space tiny --data digits --budget 120s --out /tmp/cov
+    .venv/bin/python bench/supernet_coverage.py --space tiny --data ../shared/data/cifar10 --budget 10min ...
+
+Recipe options of ``TrainConfig`` can be set as ``--set name=value`` (e.g. ``--set num_random=3``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from nasbench.arch import Arch
+from nasbench.budget import parse_budget
+from nasbench.data import load_dataset
+from nasbench.spaces import load_space
+from nasbench.training import TrainConfig, evaluate, train_supernet
+from nasbench.training.rundir import CONFIG_FILE
+
+
+def one_change(space, arch: Arch) -> dict[str, Arch]:
+    """The largest arch with one dimension moved to its smallest choice (the issue's diagnostic)."""
+    choices = space.encode(arch)
+    smallest = space.encode(space.smallest())
+    out = {}
+    for kind in ("resolution", "kernel", "expand", "depth", "width", "block"):
+        changed = {k: (smallest[k] if k.split(".")[-1] == kind else v) for k, v in choices.items()}
+        if changed != choices:
+            out[kind] = space.decode(changed)
+    return out
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value) if value not in ("", None) else value
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--space", default="tiny")
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--budget", default="120s", help="supernet training budget (time, steps or epochs)")
+    ap.add_argument("--out", required=True, help="training folder (reused when it holds this run)")
+    ap.add_argument("--archs", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", action="append", default=[], help="TrainConfig field=value (JSON value)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    space, dataset = load_space(args.space), load_dataset(args.data)
+    config = replace(TrainConfig(), **parse_set(args.set))
+    out = Path(args.out)
+    resume = (out / CONFIG_FILE).is_file()
+    trained = train_supernet(
+        space, dataset, parse_budget(args.budget), out, config=config, seed=args.seed, resume=resume, progress=False
+    )
+
+    def acc(arch: Arch) -> float:
+        return evaluate(trained.supernet, arch, trained.train, trained.val, bn_batches=config.bn_batches,
+                        batch_size=config.batch_size, seed=args.seed).top1  # fmt: skip
+
+    largest, smallest = acc(space.largest()), acc(space.smallest())
+    print(f"{space.name} on {dataset.name}: {trained.steps} steps, {trained.seconds:.0f} s this session", flush=True)
+    print(f"largest {largest:.4f}   smallest {smallest:.4f}", flush=True)
+    for kind, arch in one_change(space, space.largest()).items():
+        print(f"  largest with {kind} at its smallest: {acc(arch):.4f}", flush=True)
+    randoms = []
+    for i in range(args.archs):
+        randoms.append(acc(space.sample(1000 + i)))
+        print(f"  random {i:2d}: {randoms[-1]:.4f}", flush=True)
+    median = statistics.median(randoms)
+    print(f"median random {median:.4f}  (min {min(randoms):.4f}, max {max(randoms):.4f})")
+    print(f"RATIO median random / largest = {median / largest:.3f}")
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}")
+
+
+if __name__ == "__main__":
+    main()
