@@ -1,5 +1,10 @@
-"""Channel re-ordering changes nothing: every subnet computes the same outputs, and the optimizer's state
-moves with the weights (a step after re-ordering equals the re-ordered step)."""
+"""Channel re-ordering changes nothing it should not: every subnet whose hidden channels the sort maps onto
+themselves (all of a block's hidden channels, or at expand 1 those tied to the block's input) computes the
+same outputs, in every shipped space; and the optimizer's state moves with the weights (a step after
+re-ordering equals the re-ordered step).
+
+A subnet that keeps only the leading hidden channels (a smaller expand, or a narrower input) does change:
+it keeps the most important channels after the sort, which is what the sort is for."""
 
 import copy
 from dataclasses import replace
@@ -31,7 +36,7 @@ def full_hidden(arch: Arch, space, expand_one: bool = False) -> Arch:
             for j, layer in enumerate(stage.layers)
         )
         stages.append(replace(stage, width=max(choices.widths), layers=layers))
-    return replace(arch, stem=max(space.stem_widths), head=max(space.head_widths), stages=tuple(stages))
+    return replace(arch, stem=max(space.stem_widths), stages=tuple(stages))
 
 
 def kept_archs(space) -> list[Arch]:
