@@ -137,6 +137,22 @@ def test_reorder_channels_keeps_the_largest_subnet_and_sorts_by_importance():
     assert torch.all(importance[:-1] >= importance[1:])
 
 
+def test_reorder_keeps_the_hidden_channels_tied_to_the_input_at_expand_one():
+    space = nasbench.load_space("tiny")
+    assert 1 in space.stages[0].expands and 3 in space.stages[0].expands
+    torch.manual_seed(0)
+    net = Supernet(space, 10)
+    block = net.stages[0][0]["mbconv"]  # expand 1 reads its first in_max hidden channels with its input's
+    tied = block.in_max
+    before = block.project.conv.weight.detach().clone()
+    net.reorder_channels()
+    after = block.project.conv.weight
+    assert torch.equal(after[:, :tied], before[:, :tied])
+    assert not torch.equal(after[:, tied:], before[:, tied:])
+    importance = after[:, tied:].abs().sum((0, 2, 3))
+    assert torch.all(importance[:-1] >= importance[1:])
+
+
 def test_smaller_kernel_starts_as_the_centre_of_the_largest():
     space = nasbench.load_space("tiny")
     net = Supernet(space, 10)

@@ -3,8 +3,11 @@
 Each block is configured once per subnet (``configure(cin, cout, kernel, expand)``), runs the same
 computation as its static twin in ``nasbench.blocks``, and ``static_state()`` returns the sliced weights
 under the static module's parameter names (built from the ops' ``active_weights``, the one slicing
-function per op). ``reorder()`` sorts hidden channels by importance without changing what the largest
-subnet computes, so smaller expand ratios keep the most useful channels.
+function per op). For OFA's importance re-ordering, a block with hidden channels names their order
+(``hidden_order()``, most important first) and every tensor they index (``hidden_tensors()``). Permuting
+all of those by one order leaves unchanged every subnet that uses all of a block's hidden channels (or, at
+expand 1, those tied to its input); a subnet with fewer now keeps the most important ones, which is the
+point of the sort.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ def with_prefix(prefix: str, weights: dict[str, Tensor]) -> dict[str, Tensor]:
     return {f"{prefix}.{k}": v for k, v in weights.items()}
 
 
-def permute_(param: Tensor, order: Tensor, dim: int) -> None:
-    """Reorder ``param`` along ``dim`` in place (parameters and buffers alike)."""
+def permute_(tensor: Tensor, order: Tensor, dim: int) -> None:
+    """Reorder ``tensor`` along ``dim`` in place (parameters, buffers and optimizer state alike)."""
     with torch.no_grad():
-        param.copy_(param.index_select(dim, order))
+        tensor.copy_(tensor.index_select(dim, order))
 
 
 class ElasticConvBNAct(nn.Module):
@@ -56,9 +59,11 @@ class ElasticConvBNAct(nn.Module):
     def static_state(self) -> dict[str, Tensor]:
         return {**with_prefix("conv", self.conv.active_weights()), **with_prefix("bn", self.bn.active_weights())}
 
-    def permute_out_(self, order: Tensor) -> None:
-        for p in (self.conv.weight, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var):
-            permute_(p, order, 0)
+    def out_tensors(self) -> list[tuple[Tensor, int]]:
+        """Every (tensor, dim) indexed by an output channel."""
+        return [
+            (t, 0) for t in (self.conv.weight, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var)
+        ]
 
 
 class ElasticSE(nn.Module):
@@ -131,11 +136,9 @@ class ElasticDynConvBNAct(ElasticConvBNAct):
         self.conv.configure(cout, kernel)
         self.bn.configure(cout)
 
-    def permute_out_(self, order: Tensor) -> None:
-        permute_(self.conv.weight, order, 1)
-        permute_(self.conv.fc1.weight, order, 1)
-        for p in (self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var):
-            permute_(p, order, 0)
+    def out_tensors(self) -> list[tuple[Tensor, int]]:
+        norm = [(t, 0) for t in (self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var)]
+        return [(self.conv.weight, 1), (self.conv.fc1.weight, 1), *norm]
 
 
 class ElasticMBConv(nn.Module):
@@ -144,7 +147,7 @@ class ElasticMBConv(nn.Module):
     def __init__(self, in_max, out_max, kernels, expands, stride, se, act, dynamic=False):
         super().__init__()
         mid_max = in_max * max(expands)
-        self.stride, self.se_ratio = stride, se
+        self.stride, self.se_ratio, self.in_max, self.has_expand_one = stride, se, in_max, 1 in expands
         self.expand = ElasticConvBNAct(in_max, mid_max, [1], act=act) if max(expands) > 1 else None
         if dynamic:
             self.dw = ElasticDynConvBNAct(mid_max, kernels, stride, act)
@@ -180,18 +183,31 @@ class ElasticMBConv(nn.Module):
             state.update(with_prefix("se", self.se.static_state()))
         return state
 
-    def reorder(self) -> None:
-        """Sort the expanded channels by the L1 norm of the projection weights that read them."""
-        order = self.project.conv.weight.detach().abs().sum((0, 2, 3)).argsort(descending=True)
+    def hidden_order(self) -> Tensor | None:
+        """The hidden channels sorted by the L1 norm of the projection weights that read them.
+
+        At expand 1 there is no expansion conv: the hidden channels *are* the block's input channels, so
+        the first ``in_max`` hidden channels (dw, SE and projection weights alike) are tied to input
+        channel indices that the previous layer fixes. Permuting them would feed input channel ``i``
+        through the weights of channel ``order[i]``. So when the space allows expand 1, only channels
+        past ``in_max`` are sorted; the tied ones keep their place. (Permuting the input consistently
+        instead would mean permuting a whole stage's width dimension, shared by every block, residual and
+        narrower width of the stage: a different re-ordering, and far more to keep straight.)
+        """
         if self.expand is None:
-            return  # the hidden channels are the block's input channels, which the previous layer fixes
-        self.expand.permute_out_(order)
-        self.dw.permute_out_(order)
+            return None  # every hidden channel is an input channel
+        importance = self.project.conv.weight.detach().abs().sum((0, 2, 3))
+        tied = self.in_max if self.has_expand_one else 0
+        order = torch.arange(len(importance), device=importance.device)
+        order[tied:] = tied + importance[tied:].argsort(descending=True)
+        return order
+
+    def hidden_tensors(self) -> list[tuple[Tensor, int]]:
+        """Every (tensor, dim) indexed by a hidden channel, parameters and buffers alike."""
+        out = [*self.expand.out_tensors(), *self.dw.out_tensors(), (self.project.conv.weight, 1)]
         if self.se is not None:
-            permute_(self.se.reduce.weight, order, 1)
-            permute_(self.se.expand.weight, order, 0)
-            permute_(self.se.expand.bias, order, 0)
-        permute_(self.project.conv.weight, order, 1)
+            out += [(self.se.reduce.weight, 1), (self.se.expand.weight, 0), (self.se.expand.bias, 0)]
+        return out
 
 
 class ElasticFusedMBConv(nn.Module):
@@ -225,11 +241,14 @@ class ElasticFusedMBConv(nn.Module):
             **with_prefix("project", self.project.static_state()),
         }
 
-    def reorder(self) -> None:
-        if self.expand is not None:
-            order = self.project.conv.weight.detach().abs().sum((0, 2, 3)).argsort(descending=True)
-            self.expand.permute_out_(order)
-            permute_(self.project.conv.weight, order, 1)
+    def hidden_order(self) -> Tensor | None:
+        """The expanded channels by importance; expand 1 has its own weights (``single``), so none is tied."""
+        if self.expand is None:
+            return None
+        return self.project.conv.weight.detach().abs().sum((0, 2, 3)).argsort(descending=True)
+
+    def hidden_tensors(self) -> list[tuple[Tensor, int]]:
+        return [*self.expand.out_tensors(), (self.project.conv.weight, 1)]
 
 
 class ElasticAttention(nn.Module):
@@ -288,11 +307,12 @@ class ElasticAttention(nn.Module):
         }
         return {k: v for prefix, w in parts.items() for k, v in with_prefix(prefix, w).items()}
 
-    def reorder(self) -> None:
-        order = self.fc2.weight.detach().abs().sum(0).argsort(descending=True)
-        permute_(self.fc1.weight, order, 0)
-        permute_(self.fc1.bias, order, 0)
-        permute_(self.fc2.weight, order, 1)
+    def hidden_order(self) -> Tensor:
+        """The MLP's hidden features by importance; fc1 exists at every expand, so none is tied."""
+        return self.fc2.weight.detach().abs().sum(0).argsort(descending=True)
+
+    def hidden_tensors(self) -> list[tuple[Tensor, int]]:
+        return [(self.fc1.weight, 0), (self.fc1.bias, 0), (self.fc2.weight, 1)]
 
 
 def make_elastic_block(block: str, in_max, out_max, kernels, expands, stride, se, act) -> nn.Module:

@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from nasbench.arch import Arch
 from nasbench.build import Net, build
 from nasbench.spaces import SearchSpace
-from nasbench.supernet.blocks import ElasticConvBNAct, make_elastic_block, with_prefix
+from nasbench.supernet.blocks import ElasticConvBNAct, make_elastic_block, permute_, with_prefix
 from nasbench.supernet.ops import ElasticLinear
+
+Move = tuple[Tensor, Tensor, int]  # (tensor permuted in place, the order applied, the dim it indexes)
 
 
 class Supernet(nn.Module):
@@ -104,14 +106,36 @@ class Supernet(nn.Module):
         for block in self.active_blocks:
             yield from block.modules()
 
+    def hidden_blocks(self) -> dict[str, nn.Module]:
+        """Every block with re-orderable hidden channels, by module name (a stable key for orders)."""
+        return {name: m for name, m in self.named_modules() if hasattr(m, "hidden_order")}
+
     @torch.no_grad()
-    def reorder_channels(self) -> None:
+    def channel_orders(self) -> dict[str, Tensor]:
+        """OFA's importance order of each block's hidden channels (most important first), by block name."""
+        orders = {name: block.hidden_order() for name, block in self.hidden_blocks().items()}
+        return {name: order for name, order in orders.items() if order is not None}
+
+    def permute_channels(self, orders: dict[str, Tensor]) -> list[Move]:
+        """Permute each named block's hidden channels by its order; returns every (tensor, order, dim) moved.
+
+        Each order moves every tensor its hidden channels index, together; the moves let a caller permute
+        whatever else follows those tensors (the optimizer's state).
+        """
+        blocks, moves = self.hidden_blocks(), []
+        for name, order in orders.items():
+            for tensor, dim in blocks[name].hidden_tensors():
+                permute_(tensor, order, dim)
+                moves.append((tensor, order, dim))
+        return moves
+
+    def reorder_channels(self) -> list[Move]:
         """Importance re-ordering (OFA): sort every block's hidden channels, most important first.
 
-        The largest subnet computes the same function before and after; smaller expand ratios then keep
-        the channels that matter most.
+        What a subnet computes changes only where it chooses channels: every subnet that uses all of each
+        block's hidden channels (the largest among them) computes the same function before and after, and
+        so does every expand-1 MBConv, whose hidden channels are its input (see ``ElasticMBConv.hidden_order``).
+        A smaller expand ratio or width, which keeps the leading hidden channels, keeps the most important
+        ones after the sort: the change the sort exists for.
         """
-        for positions in self.stages:
-            for position in positions:
-                for block in position.values():
-                    block.reorder()
+        return self.permute_channels(self.channel_orders())

@@ -6,9 +6,11 @@ import math
 from functools import partial
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from nasbench.supernet.blocks import permute_
+from nasbench.supernet.supernet import Move, Supernet
 from nasbench.training.config import TrainConfig
 
 NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
@@ -79,17 +81,19 @@ def set_temperature(model: nn.Module, temperature: float) -> int:
     return n
 
 
-@torch.no_grad()
-def reorder_channels(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Run the supernet's importance re-ordering and forget the optimizer state of every moved tensor.
+def reorder_channels(
+    model: Supernet, optimizer: torch.optim.Optimizer, orders: dict[str, Tensor] | None = None
+) -> list[Move]:
+    """The supernet's importance re-ordering (or the given ``orders``), with the optimizer state in tow.
 
-    Re-ordering permutes parameters in place, which would leave their momentum (or Adam moments) pointing
-    at the wrong channels; a fresh state for exactly those tensors is the simple, safe fix. Returns how
-    many parameters moved.
+    Re-ordering permutes parameters in place; their momentum (SGD) or moments (AdamW's exp_avg,
+    exp_avg_sq) are per-element, so they are permuted by the same order, and a step after re-ordering
+    equals the re-ordered step. Every state tensor shaped like its parameter is such a per-element
+    buffer; the rest (AdamW's step count) is kept as it is. Returns the moves (tensor, order, dim).
     """
-    before = {p: p.detach().clone() for group in optimizer.param_groups for p in group["params"]}
-    model.reorder_channels()
-    moved = [p for p, old in before.items() if not torch.equal(p, old)]
-    for p in moved:
-        optimizer.state.pop(p, None)
-    return len(moved)
+    moves = model.permute_channels(model.channel_orders() if orders is None else orders)
+    for tensor, order, dim in moves:
+        for value in optimizer.state.get(tensor, {}).values():
+            if isinstance(value, Tensor) and value.shape == tensor.shape:
+                permute_(value, order, dim)
+    return moves
