@@ -42,7 +42,7 @@ from nasbench.training import (
     warmup_cosine,
 )
 from nasbench.training.evaluate import accuracy
-from nasbench.training.optim import dynconv_temperature, reorder_channels, set_temperature
+from nasbench.training.optim import dynconv_temperature, set_temperature
 from nasbench.training.state import BatchStream, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from nasbench.training.steps import plan_steps
 
@@ -193,22 +193,6 @@ def test_sandwich_step_accumulates_every_subnet_before_one_update(space):
     assert any(differs)  # the smaller subnets did contribute
 
 
-def test_reorder_forgets_optimizer_state_of_moved_tensors_only(space):
-    torch.manual_seed(0)
-    net = Supernet(space, num_classes=10)
-    opt = make_optimizer(net, CONFIG)
-    sandwich_step(net, [space.largest()], torch.randn(4, 3, 16, 16), torch.arange(4), optimizer=opt)
-    before = {p: p.detach().clone() for p in net.parameters()}
-    states = {p: opt.state[p]["momentum_buffer"].clone() for p in opt.state}
-    moved = reorder_channels(net, opt)
-    moved_params = {p for p in before if not torch.equal(p, before[p])}
-    assert moved == len(moved_params) > 0 and moved_params & set(states)  # some trained tensors moved
-    for p, buffer in states.items():
-        assert (p in opt.state) == (p not in moved_params)
-        if p in opt.state:
-            assert torch.equal(opt.state[p]["momentum_buffer"], buffer)
-
-
 # --- BN recalibration and evaluation ----------------------------------------------------------------------
 
 
@@ -302,10 +286,8 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, space_pat
     assert final["optimizer"]["state"].keys() == reference["optimizer"]["state"].keys()
     for index, buffers in reference["optimizer"]["state"].items():
         assert torch.equal(final["optimizer"]["state"][index]["momentum_buffer"], buffers["momentum_buffer"])
-    assert (
-        final["sampler"][1].equal(reference["sampler"][1])
-        and final["stream"]["position"] == reference["stream"]["position"]
-    )
+    assert final["sampler"] == reference["sampler"]  # the coverage sampler's generator, cycles and counts
+    assert final["stream"]["position"] == reference["stream"]["position"]
 
 
 def test_time_budget_becomes_a_saved_step_count(tmp_path, space, digits):

@@ -48,7 +48,10 @@ class TrainConfig(DictConfig):
     bn_batches: int = 16  # training batches that re-estimate BN statistics before a subnet is evaluated
     channels_last: bool = True  # NHWC: faster depthwise and 1x1 convs with oneDNN (CPU) and cuDNN (GPU)
     bf16: bool = True  # bf16 autocast on CUDA (no loss scaling needed); CPU always runs float32
-    reorder_every: int = 500  # steps between OFA's importance re-ordering of hidden channels; 0 = never
+    # OFA re-orders hidden channels by importance between progressive-shrinking phases, so that a narrower
+    # subnet starts from the most useful channels. The sandwich trains every width from the first step, so a
+    # re-ordering mid-run would hand every narrower subnet other channels: off by default (BigNAS does none).
+    reorder_every: int = 0  # steps between re-orderings; 0 = never
     dynconv_temperature: float = 30.0  # initial softmax temperature of dynamic convs, annealed to 1 (Chen et al.)
     dynconv_anneal: float = 0.1  # share of the run over which that temperature falls linearly to 1
     val_fraction: float = 0.1  # share of the training split held out for validation; never trained on
