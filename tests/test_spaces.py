@@ -179,7 +179,7 @@ def test_largest_subnet_costs_at_most_twice_the_dearest_reference(space):
     largest = space.largest()
     assert largest.resolution == max(space.resolutions)
     assert count(largest).macs <= 2 * max(refs.values()), f"{space.name}: {count(largest).macs:,} MACs"
-    # largest() is the dearest point of the space, so the bound holds for every subnet, not one
+    # largest() is the space's dearest point (no seeded sample costs more): the bound covers the space
     assert max(count(space.sample(seed)).macs for seed in range(200)) <= count(largest).macs
 
 

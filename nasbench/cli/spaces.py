@@ -51,6 +51,8 @@ def reference_positions(space: SearchSpace, span: dict[str, Any]) -> dict[str, d
 
 
 def space_summary(space: SearchSpace) -> dict[str, Any]:
+    """Everything ``spaces show`` prints: choices, size, the MACs range (with how many times the dearest
+    reference the largest subnet costs) and each reference's place in that range."""
     span = macs_range(space)
     refs = reference_positions(space, span)
     if refs:  # how far the largest subnet (the sandwich's teacher) reaches above the dearest reference
