@@ -91,6 +91,9 @@ def test_drop_path_changes_training_output_only():
     "space_name, ref, params",
     [
         ("efficientnet", "b0", 5_288_548),
+        ("efficientnet", "b1", 7_794_184),  # b1..b3: torchvision's efficientnet_b1..b3
+        ("efficientnet", "b2", 9_109_994),
+        ("efficientnet", "b3", 12_233_232),
         ("efficientnetv2", "v2_s", 21_458_488),
         ("mobile", "mobilenetv2", 3_504_872),
     ],

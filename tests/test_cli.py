@@ -17,14 +17,42 @@ def run(args, capsys):
 def test_spaces_json(capsys):
     code, out, _ = run(["spaces", "--json"], capsys)
     assert code == 0
-    assert {r["name"] for r in json.loads(out)} == {"efficientnet", "efficientnetv2", "mobile", "tiny"}
+    rows = json.loads(out)
+    assert {r["name"] for r in rows} == {"efficientnet", "efficientnetv2", "mobile", "tiny"}
+    for r in rows:
+        span = r["macs_range"]
+        assert span["smallest"]["macs"] < span["largest"]["macs"]
+        assert span["largest"]["resolution"] >= span["smallest"]["resolution"]
 
 
 def test_spaces_show_json(capsys):
     code, out, _ = run(["spaces", "show", "efficientnet", "--json"], capsys)
     info = json.loads(out)
     assert code == 0 and info["references"]["b0"]["params"] == 5_288_548
-    assert info["stages"][5]["blocks"] == ["mbconv", "fused_mbconv", "dynconv", "attention"]
+    assert info["stages"][5]["blocks"] == ["mbconv", "dynconv", "attention"]
+    span, refs = info["macs_range"], info["references"]
+    assert span["largest"]["resolution"] == 300 and span["smallest"]["resolution"] == 64
+    assert span["largest_over_reference"]["reference"] == "b3"
+    assert span["largest_over_reference"]["ratio"] == round(span["largest"]["macs"] / refs["b3"]["macs"], 3) <= 2
+    positions = [refs[name]["log_position"] for name in ("b0", "b1", "b2", "b3")]
+    assert 0 < positions[0] < positions[1] < positions[2] < positions[3] < 1  # b0..b3 climb the range
+    assert all(0 <= refs[name]["percentile"] <= 100 for name in refs)
+    assert refs["b3"]["percentile"] >= refs["b0"]["percentile"]
+
+
+def test_spaces_show_prints_the_range_and_the_references_in_it(capsys):
+    from nasbench.counting import count
+    from nasbench.spaces import load_space
+    from nasbench.textfmt import human_count
+
+    tiny = load_space("tiny")
+    low, high, ref = (count(a).macs for a in (tiny.smallest(), tiny.largest(), tiny.reference("tiny_ref")))
+    code, out, _ = run(["spaces", "show", "tiny"], capsys)
+    text = " ".join(out.split())  # undo rich's wrapping
+    assert code == 0
+    assert f"MACs {human_count(low)} @16px (smallest) .. {human_count(high)} @32px (largest)" in text
+    assert f"the largest costs {high / ref:.2f}x tiny_ref" in text
+    assert "percentile" in text and "position" in text
 
 
 def test_arch_describe_json_and_overrides(capsys):

@@ -1,4 +1,5 @@
-"""Loading validates everything: each malformed space gets its own clear one-sentence error."""
+"""Loading validates everything: each malformed space gets its own clear one-sentence error. The shipped
+spaces are built around their reference networks: their largest subnet stays within 2x the dearest one."""
 
 import copy
 
@@ -7,6 +8,7 @@ import yaml
 
 import nasbench
 from nasbench import NasbenchError
+from nasbench.counting import count
 from nasbench.spaces import round_depth, round_width
 
 GOOD = {
@@ -163,3 +165,42 @@ def test_compound_rounding_matches_efficientnet():
     ]
     assert round_width(16 * 1.2) == 24  # rounding down to 16 would lose more than 10%
     assert [round_depth(r, 1.4) for r in (1, 2, 2, 3, 3, 4, 1)] == [2, 3, 3, 5, 5, 6, 2]
+
+
+# --- the shipped spaces' design rules (properties of our spaces, not validation rules) ------------------
+
+# The reference each shipped space is built around: the dearest of its reference points.
+DEAREST_REFERENCE = {"efficientnet": "b3", "efficientnetv2": "v2_s", "mobile": "mobilenetv2", "tiny": "tiny_ref"}
+
+
+def test_largest_subnet_costs_at_most_twice_the_dearest_reference(space):
+    refs = {name: count(space.reference(name)).macs for name in space.references}
+    assert max(refs, key=refs.get) == DEAREST_REFERENCE[space.name]
+    largest = space.largest()
+    assert largest.resolution == max(space.resolutions)
+    assert count(largest).macs <= 2 * max(refs.values()), f"{space.name}: {count(largest).macs:,} MACs"
+    # largest() is the space's dearest point (no seeded sample costs more): the bound covers the space
+    assert max(count(space.sample(seed)).macs for seed in range(200)) <= count(largest).macs
+
+
+def test_fused_mbconv_only_in_early_stages_at_kernel_3(space):
+    """Where EfficientNetV2 puts Fused-MBConv: a run of the first stages (at most half of them), kernel 3."""
+    fused = [i for i, stage in enumerate(space.stages) if "fused_mbconv" in stage.blocks]
+    assert fused == list(range(len(fused))) and len(fused) <= len(space.stages) // 2, fused
+    assert all(space.stages[i].kernels == (3,) for i in fused)
+
+
+def test_spaces_reach_below_and_above_their_references(space):
+    """A real search space around its references: cheaper and dearer subnets than each of them."""
+    low, high = count(space.smallest()).macs, count(space.largest()).macs
+    for name in space.references:
+        assert low < count(space.reference(name)).macs < high, name
+
+
+def test_a_users_space_outside_our_design_rules_still_loads(tmp_path):
+    """The 2x bound and the Fused-MBConv rule describe the shipped spaces; a valid user space may break both."""
+    big = mutate(lambda d: d["stages"][0].update(kernel=[3, 5, 7], expand=[1, 6], width=[16, 64]))
+    space = nasbench.load_space(write(tmp_path, big))
+    assert space.stages[0].kernels == (3, 5, 7) and "fused_mbconv" in space.stages[0].blocks
+    assert count(space.largest()).macs > 2 * count(space.reference("ref")).macs
+    assert space.contains(space.largest())

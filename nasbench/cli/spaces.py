@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from nasbench.arch import Arch
 from nasbench.cli.common import console, emit_json, json_option
 from nasbench.counting import count
 from nasbench.spaces import SearchSpace, load_space, shipped_spaces
@@ -15,12 +17,50 @@ from nasbench.textfmt import human_count
 app = typer.Typer(help="List the shipped search spaces, or show one.", invoke_without_command=True)
 
 
-def space_summary(space: SearchSpace) -> dict[str, Any]:
+RANGE_SAMPLES = 200  # seeded samples a reference's percentile is taken among
+
+
+def _point(arch: Arch) -> dict[str, Any]:
+    cost = count(arch)
+    return {"macs": cost.macs, "params": cost.params, "resolution": arch.resolution}
+
+
+def macs_range(space: SearchSpace) -> dict[str, Any]:
+    """The space's cost range: its smallest and largest subnets (each at its own resolution)."""
+    return {"smallest": _point(space.smallest()), "largest": _point(space.largest())}
+
+
+def reference_positions(space: SearchSpace, span: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each reference's cost and where it sits in the range: ``log_position`` is 0 at the smallest subnet's
+    MACs and 1 at the largest's, on a log scale; ``percentile`` is the share of ``RANGE_SAMPLES`` seeded
+    samples (seeds 0, 1, ...) that cost fewer MACs."""
+    low, high = math.log(span["smallest"]["macs"]), math.log(span["largest"]["macs"])
+    sampled = [count(space.sample(seed)).macs for seed in range(RANGE_SAMPLES)]
     refs = {}
     for name in space.references:
         arch = space.reference(name)
-        cost = count(arch)
-        refs[name] = {"id": arch.id, "arch": str(arch), "params": cost.params, "macs": cost.macs}
+        point = _point(arch)
+        refs[name] = {
+            "id": arch.id,
+            "arch": str(arch),
+            **point,
+            "log_position": round((math.log(point["macs"]) - low) / (high - low), 3) if high > low else 0.0,
+            "percentile": round(100 * sum(m < point["macs"] for m in sampled) / len(sampled), 1),
+        }
+    return refs
+
+
+def space_summary(space: SearchSpace) -> dict[str, Any]:
+    """Everything ``spaces show`` prints: choices, size, the MACs range (with how many times the dearest
+    reference the largest subnet costs) and each reference's place in that range."""
+    span = macs_range(space)
+    refs = reference_positions(space, span)
+    if refs:  # how far the largest subnet (the sandwich's teacher) reaches above the dearest reference
+        dearest = max(refs, key=lambda name: refs[name]["macs"])
+        span["largest_over_reference"] = {
+            "reference": dearest,
+            "ratio": round(span["largest"]["macs"] / refs[dearest]["macs"], 3),
+        }
     return {
         "name": space.name,
         "description": space.description,
@@ -44,8 +84,13 @@ def space_summary(space: SearchSpace) -> dict[str, Any]:
             for s in space.stages
         ],
         "dimensions": len(space.dimensions()),
+        "macs_range": span,
         "references": refs,
     }
+
+
+def _span_text(point: dict[str, Any]) -> str:
+    return f"{human_count(point['macs'])} @{point['resolution']}px"
 
 
 @app.callback()
@@ -62,6 +107,7 @@ def spaces_list(ctx: typer.Context, as_json: bool = json_option()) -> None:
                 "log10_size": round(space.log10_size, 2),
                 "stages": len(space.stages),
                 "references": list(space.references),
+                "macs_range": macs_range(space),
                 "description": space.description,
             }
         )
@@ -69,11 +115,13 @@ def spaces_list(ctx: typer.Context, as_json: bool = json_option()) -> None:
         emit_json(rows)
         return
     table = Table(title="Shipped search spaces")
-    for col in ("space", "size", "stages", "references", "description"):
+    for col in ("space", "size", "stages", "MACs range", "references", "description"):
         table.add_column(col, overflow="fold")
     for r in rows:
         summary = r["description"].split(". ")[0].rstrip(".") + "."
-        table.add_row(r["name"], f"10^{r['log10_size']:.1f}", str(r["stages"]), ", ".join(r["references"]), summary)
+        span = f"{_span_text(r['macs_range']['smallest'])} .. {_span_text(r['macs_range']['largest'])}"
+        size = f"10^{r['log10_size']:.1f}"
+        table.add_row(r["name"], size, str(r["stages"]), span, ", ".join(r["references"]), summary)
     console.print(table)
 
 
@@ -94,10 +142,27 @@ def spaces_show(
         f"resolution {list(s.resolutions)}; stem {list(s.stem_widths)} (stride {s.stem_stride}); "
         f"head {list(s.head_widths)}"
     )
+    _print_range(info["macs_range"])
+    _print_stages(info["stages"])
+    _print_references(info["references"])
+
+
+def _print_range(span: dict[str, Any]) -> None:
+    line = (
+        f"MACs {_span_text(span['smallest'])} (smallest) .. {_span_text(span['largest'])} (largest); "
+        f"params {human_count(span['smallest']['params'])} .. {human_count(span['largest']['params'])}"
+    )
+    if "largest_over_reference" in span:
+        above = span["largest_over_reference"]
+        line += f"; the largest costs {above['ratio']:.2f}x {above['reference']}"
+    console.print(line)
+
+
+def _print_stages(stages: list[dict[str, Any]]) -> None:
     table = Table(title="Stages (per layer: block, kernel, expand; per stage: depth, width)")
     for col in ("stage", "stride", "se", "blocks", "kernel", "expand", "depth", "width"):
         table.add_column(col)
-    for st in info["stages"]:
+    for st in stages:
         table.add_row(
             st["name"],
             str(st["stride"]),
@@ -106,9 +171,23 @@ def spaces_show(
             *(str(st[k]) for k in ("kernel", "expand", "depth", "width")),
         )
     console.print(table)
-    refs = Table(title="Reference points")
-    for col in ("name", "id", "params", "MACs", "architecture"):
-        refs.add_column(col, overflow="fold")
-    for name, r in info["references"].items():
-        refs.add_row(name, r["id"], human_count(r["params"]), human_count(r["macs"]), r["arch"])
-    console.print(refs)
+
+
+def _print_references(references: dict[str, dict[str, Any]]) -> None:
+    table = Table(
+        title=f"Reference points (position: 0 = smallest, 1 = largest MACs, log scale; percentile among"
+        f" {RANGE_SAMPLES} seeded samples)"
+    )
+    for col in ("name", "id", "params", "MACs", "position", "percentile", "architecture"):
+        table.add_column(col, overflow="fold")
+    for name, r in references.items():
+        table.add_row(
+            name,
+            r["id"],
+            human_count(r["params"]),
+            human_count(r["macs"]),
+            f"{r['log_position']:.2f}",
+            f"{r['percentile']:.0f}%",
+            r["arch"],
+        )
+    console.print(table)
