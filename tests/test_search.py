@@ -125,7 +125,7 @@ def test_bad_search_input_exits_2_and_writes_nothing(tmp_path, capsys, args, mes
 def test_nsga2_receives_constraint_values_in_a_real_search(tmp_path):
     """``--max-macs`` reaches NSGA-II as constraint values; over-limit archs are infeasible records, not
     failures, and the study holds their measured objectives (constrained domination ranks them)."""
-    out, limit = tmp_path / "run", 1.2e7
+    out, limit = tmp_path / "run", 5e6
     args = ["search", *FAST, "--budget", "8trials", "--searcher", "nsga2", "--max-macs", str(limit)]
     with pytest.raises(SystemExit) as e:
         main([*args, "--out", str(out), "--json"])

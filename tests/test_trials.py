@@ -59,16 +59,19 @@ def space():
 
 
 class Evaluator:
-    """acc in [0.3, 0.95]: normalised log MACs plus a hash noise; fails on archs whose id hash says so."""
+    """acc in [0.3, 0.95]: normalised log MACs plus a hash noise; with ``fail_mod`` n (>= 3), the worker's
+    2nd, (n+2)th, ... evaluations fail (so every worker that evaluates twice records a failure)."""
 
     def __init__(self, log: Path, fail_mod: int, sleep_s: float, scale: float):
         self.log, self.fail_mod, self.sleep_s, self.scale = log, fail_mod, sleep_s, scale
+        self.calls = 0
 
     def __call__(self, arch):
         (self.log / f"eval-{arch.id}-{uuid.uuid4().hex[:6]}").touch()
         time.sleep(self.sleep_s)
+        self.calls += 1
         h = int(hashlib.sha1(arch.id.encode()).hexdigest(), 16)
-        if self.fail_mod and h % self.fail_mod == 0:
+        if self.fail_mod and self.calls % self.fail_mod == 2:
             raise RuntimeError(f"evaluation of {arch.id} blew up")
         cost = count(arch, num_classes=10)
         scaled = (math.log(cost.macs) - 13.0) / self.scale  # tiny space: log MACs spans about 13..19
