@@ -88,7 +88,8 @@ def check_context(table: LatencyTable, ctx: Context, *, same_machine: bool = Tru
     if diffs:
         raise NasbenchError(
             f"latency table {table.where} was measured in another context ({'; '.join(diffs)});"
-            " measure with the same options or pass the table of this device with --table"
+            " measure with the same options, pass the table of this device with --table, or refit its"
+            f" correction here with `nasbench latency calibrate {table.where}`"
         )
 
 
