@@ -309,7 +309,7 @@ def test_search_space_is_restricted_to_the_tables_resolutions(tmp_path, fake_tim
     assert {use.space.sample(seed).resolution for seed in range(20)} == {16}
 
 
-def test_search_context_searches_covered_resolutions_and_says_so(tmp_path, fake_timer):
+def test_search_context_searches_covered_resolutions_and_says_so(tmp_path, fake_timer, capsys):
     path = here_table(tmp_path, resolutions=(16, 24))
     config = SearchConfig(
         space="tiny", data="digits", budget="1min", objectives=("acc", "macs", "latency"), latency_table=str(path)
@@ -321,6 +321,7 @@ def test_search_context_searches_covered_resolutions_and_says_so(tmp_path, fake_
     assert ctx.space.resolutions == (16, 24) and ctx.predictor.resolutions == [16, 24]
     assert stored["resolutions"] == [16, 24] and stored["dropped_resolutions"] == [32]
     assert stored["milliseconds_of_this_machine"] and stored["notes"] and "lacks [32]" in stored["notes"][0]
+    assert "it lacks [32]" in " ".join(capsys.readouterr().err.split())  # and on the console
 
 
 def test_table_covering_no_resolution_is_refused_naming_them(tmp_path, fake_timer):
