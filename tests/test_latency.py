@@ -5,10 +5,13 @@ use a fake per-layer timer so they are exact and instant.
 """
 
 import json
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,9 +23,15 @@ from nasbench.counting import decompose
 from nasbench.errors import NasbenchError
 from nasbench.latency import lut as lut_mod
 from nasbench.latency.lut import build_table, space_configs
-from nasbench.latency.measure import Context, Stats, make_context, measure_arch, measure_interleaved
+from nasbench.latency.measure import Context, Machine, Stats, make_context, measure_arch, measure_interleaved
 from nasbench.latency.predict import fit_correction, sample_archs, scores, validate
 from nasbench.latency.table import Correction, config_key, load_table, space_fingerprint, table_path
+from nasbench.latency.use import table_for_search
+from nasbench.objectives.expected import expected_latency
+from nasbench.runs import RunDir
+from nasbench.search.orchestrate import SearchConfig, _load_predictor, search_context
+from nasbench.search.proximal import cost_range
+from nasbench.supernet import Supernet
 
 TINY = nasbench.load_space("tiny")
 CPU = make_context("cpu", batch=1)
@@ -263,6 +272,109 @@ def test_cli_measure_json_and_errors(tmp_path):
         assert isinstance(res.exception, NasbenchError)
     res = runner.invoke(app, ["predict", "smallest", "--space", "tiny", "--table", str(tmp_path / "none.json")])
     assert isinstance(res.exception, NasbenchError) and "does not exist" in str(res.exception)
-    for cmd in ("measure", "lut", "predict", "validate"):
+    for cmd in ("measure", "lut", "predict", "validate", "calibrate"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and "--json" in res.stdout
+
+
+# --- latency in a search: covered resolutions only, and whose milliseconds ------------------------------------
+
+
+def here_table(tmp_path, resolutions=(16,), machine: Machine | None = None) -> Path:
+    """A CPU table (fake timings) at ``resolutions`` whose correction was fitted on ``machine`` (default: here)."""
+    path = tmp_path / "here.json"
+    table = build_table(TINY, CPU, path, resolutions=list(resolutions), passes=1)
+    table.correction = Correction(1.1, 0.01, 0.2, 5, 0.01, machine or Machine.here("cpu", CPU.threads))
+    table.save()
+    return path
+
+
+def uniform(space) -> dict:
+    return {d.label: torch.full((len(d.choices),), 1 / len(d.choices)) for d in space.dimensions()}
+
+
+def test_search_space_is_restricted_to_the_tables_resolutions(tmp_path, fake_timer):
+    path = here_table(tmp_path)
+    full = load_table(path, TINY)
+    with pytest.raises(NasbenchError, match="covers resolutions"):
+        cost_range(TINY, full.predict, 4)  # the failure this restriction removes: largest() is at 32 px
+    use = table_for_search(path, TINY)
+    assert use.space.resolutions == (16,) and use.dropped == (24, 32) and use.foreign is None
+    assert use.table.resolutions == [16] and use.space.stages == TINY.stages
+    assert any("lacks [24, 32]" in line for line in use.notes())
+    # Every searcher's view works: the cost range, the expected latency and sampled proposals.
+    low, *_, high = cost_range(use.space, use.table.predict, 4)
+    assert 0 < low < high
+    assert float(expected_latency(use.space, use.table)(uniform(use.space))) > 0
+    assert {use.space.sample(seed).resolution for seed in range(20)} == {16}
+
+
+def test_search_context_searches_covered_resolutions_and_says_so(tmp_path, fake_timer, capsys):
+    path = here_table(tmp_path, resolutions=(16, 24))
+    config = SearchConfig(
+        space="tiny", data="digits", budget="1min", objectives=("acc", "macs", "latency"), latency_table=str(path)
+    )
+    trained = SimpleNamespace(supernet=Supernet(TINY, 10), train=None, val=None)
+    with RunDir.create({"space": "tiny", "data": "digits"}, out=tmp_path / "run") as run:
+        ctx = search_context(config, trained, 10, run)
+        stored = run.read_state()["latency"]
+    assert ctx.space.resolutions == (16, 24) and ctx.predictor.resolutions == [16, 24]
+    assert stored["resolutions"] == [16, 24] and stored["dropped_resolutions"] == [32]
+    assert stored["milliseconds_of_this_machine"] and stored["notes"] and "lacks [32]" in stored["notes"][0]
+    assert "it lacks [32]" in " ".join(capsys.readouterr().err.split())  # and on the console
+
+
+def test_table_covering_no_resolution_is_refused_naming_them(tmp_path, fake_timer):
+    path = here_table(tmp_path, resolutions=(16,))
+    text = (Path(nasbench.__file__).parent.parent / "search_spaces" / "tiny.yaml").read_text()
+    other = tmp_path / "tiny_big.yaml"
+    other.write_text(text.replace("resolution: [16, 24, 32]", "resolution: [24, 32]"))
+    big = nasbench.load_space(other)
+    with pytest.raises(NasbenchError, match=r"none of space tiny's resolutions \[24, 32\].*--resolution 24"):
+        table_for_search(path, big)
+
+
+def test_calibrate_refits_the_correction_for_this_machine(real_table, tmp_path):
+    path = tmp_path / "calibrated.json"
+    shutil.copy(real_table.path, path)
+    args = ["calibrate", str(path), "--archs", "3", "--rounds", "3", "--seconds", "0.01", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["rounds"] == 3 and info["previous"] is None and info["path"] == str(path)
+    table = load_table(path, TINY)
+    c = table.correction
+    assert c is not None and c.archs == 3 and c.machine == Machine.here("cpu", 1)
+    assert c.machine.hostname == socket.gethostname() and table.calibration_mismatch() is None
+    assert info["correction"]["machine"]["hostname"] == socket.gethostname()
+    assert table_for_search(path, TINY, max_latency=5.0).foreign is None  # a limit in these ms is allowed
+
+
+def test_table_from_another_machine_ranks_but_is_refused_under_max_latency(tmp_path, fake_timer):
+    elsewhere = Machine("elsewhere", "cpu", "Same CPU model", torch.__version__, 1)
+    path = here_table(tmp_path, resolutions=(16, 24, 32), machine=elsewhere)
+    use = table_for_search(path, TINY)
+    assert "elsewhere" in use.foreign and not use.record()["milliseconds_of_this_machine"]
+    assert any("rank architectures but are not milliseconds of this machine" in line for line in use.notes())
+    with pytest.raises(NasbenchError, match="--max-latency 5 needs milliseconds of this machine.*latency calibrate"):
+        table_for_search(path, TINY, max_latency=5.0)
+    config = SearchConfig(space="tiny", data="digits", budget="1min", max_latency=5.0, latency_table=str(path))
+    with pytest.raises(NasbenchError, match="nasbench latency calibrate"):
+        _load_predictor(config, TINY)
+    # A table from before machines were recorded cannot say whose milliseconds it predicts.
+    old = json.loads(path.read_text())
+    old["correction"].pop("machine")
+    path.write_text(json.dumps(old))
+    assert "does not record the machine" in table_for_search(path, TINY).foreign
+
+
+def test_correction_round_trips_its_machine():
+    c = Correction(1.0, 0.1, 0.2, 4, 0.05, Machine("h", "cuda", "GPU", "2.13", 8))
+    assert Correction.from_json(json.loads(json.dumps(c.to_json()))) == c
+    assert not c.machine.differences(Machine("h", "cuda", "GPU", "2.13", 16))  # host threads: not a GPU's
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_calibrating_a_cuda_table_without_cuda_is_a_clear_error(tmp_path, fake_timer):
+    res = CliRunner().invoke(app, ["calibrate", str(gpu_table(tmp_path))])
+    assert isinstance(res.exception, NasbenchError) and "CUDA device" in str(res.exception)

@@ -1,4 +1,4 @@
-"""``nasbench latency ...``: measure end to end, build lookup tables, predict and validate.
+"""``nasbench latency ...``: measure end to end, build lookup tables, predict, validate and calibrate.
 
 Progress bars go to stderr, so ``--json`` output on stdout stays clean. The latency modules (torch) are
 imported inside the commands.
@@ -6,6 +6,7 @@ imported inside the commands.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,9 +22,11 @@ from nasbench.spaces import load_space
 
 if TYPE_CHECKING:
     from nasbench.latency.measure import Context
+    from nasbench.latency.table import Correction, LatencyTable
+    from nasbench.spaces import SearchSpace
 
 app = typer.Typer(
-    help="Latency: measure models end to end, build per-layer lookup tables, predict and validate.",
+    help="Latency: measure models end to end, build per-layer lookup tables, predict, validate and calibrate.",
     no_args_is_help=True,
 )
 DEFAULT_DIR = "results/latency"  # latency.table.DEFAULT_DIR (a test keeps them equal; that module imports torch)
@@ -42,11 +45,24 @@ CLOCK_OPT = typer.Option(
 )
 CLASSES_OPT = typer.Option(1000, "--num-classes", help="Classifier outputs.")
 CALIBRATION_ROUNDS = 30
+MIN_ROUNDS = 3  # latency.measure.MIN_ROUNDS (that module imports torch)
 
 
 def ticker(progress: Progress, task: TaskID) -> Callable[[int], None]:
     """A per-round callback that moves a progress bar."""
     return lambda done: progress.update(task, completed=done)
+
+
+def time_ticker(progress: Progress, task: TaskID, rounds: int, seconds: float) -> Callable[[int], None]:
+    """A per-round callback for measuring that stops at ``rounds`` rounds or ``seconds``, whichever comes
+    first: the bar shows the larger share, so its ETA holds either way."""
+    start = time.monotonic()
+
+    def tick(done: int) -> None:
+        share = max(done / rounds, (time.monotonic() - start) / seconds)
+        progress.update(task, completed=100 * min(1.0, share))
+
+    return tick
 
 
 def describe(ctx: Context) -> str:
@@ -149,11 +165,14 @@ def lut_cmd(
         return
     console.print(f"wrote {path}: {len(table.entries)} layer configs of {s.name} on {describe(ctx)}")
     if table.correction:
-        c = table.correction
-        console.print(
-            f"correction: measured = {c.scale:.3f} x table sum + {c.per_layer_ms:.4f} ms x layers"
-            f" + {c.offset_ms:.3f} ms (fit on {c.archs} archs, MAPE {100 * c.fit_mape:.1f}%)"
-        )
+        console.print(correction_line(table.correction))
+
+
+def correction_line(c: Correction) -> str:
+    return (
+        f"correction: measured = {c.scale:.3f} x table sum + {c.per_layer_ms:.4f} ms x layers"
+        f" + {c.offset_ms:.3f} ms (fit on {c.archs} archs, MAPE {100 * c.fit_mape:.1f}%)"
+    )
 
 
 @app.command("predict")
@@ -262,3 +281,64 @@ def print_report(rep: dict, out: Path) -> None:
             f" within +-10% {100 * st['within_10pct']:.0f}%"
         )
     console.print(f"load average {noise['loadavg_1min_before']} -> {noise['loadavg_1min_after']}; report: {out}")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    table: Path = typer.Argument(..., help="A latency table file, measured on this machine or any other."),
+    space: str = typer.Option(
+        None, "--space", "-s", help="The table's space as a YAML path (default: the shipped space it names)."
+    ),
+    archs: int = typer.Option(12, "--archs", help="Sampled archs measured end to end (at least 3)."),
+    seconds: float = typer.Option(60.0, "--seconds", help=f"Measuring time (at least {MIN_ROUNDS} rounds run)."),
+    rounds: int = typer.Option(CALIBRATION_ROUNDS, "--rounds", help="Most interleaved rounds over the archs."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the calibrated table here (default: over TABLE)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Refit the table's end-to-end correction on this machine (about a minute), so that its predictions are
+    milliseconds of this machine; the table records the machine (host, CPU/GPU, torch, threads)."""
+    from nasbench.latency.measure import Machine
+    from nasbench.latency.predict import calibrate
+    from nasbench.latency.table import Correction
+
+    if archs < 3 or seconds <= 0 or rounds < MIN_ROUNDS:
+        raise NasbenchError(f"need --archs >= 3, --seconds > 0 and --rounds >= {MIN_ROUNDS}")
+    t, s, ctx = _table_here(table, space)
+    with Progress(console=err_console) as progress:
+        task = progress.add_task(f"measuring {archs} archs end to end", total=100)
+        tick = time_ticker(progress, task, rounds, seconds)
+        rep = calibrate(t, s, ctx, n=archs, rounds=rounds, warmup=2, seconds=seconds, on_round=tick)
+    path = t.save(out or t.path)
+    if as_json:
+        emit_json({k: v for k, v in rep.items() if k != "archs"} | {"path": str(path)})
+        return
+    machine = Machine.from_dict(rep["correction"]["machine"])
+    console.print(f"calibrated {path} on {machine.describe()}: {archs} archs, {rep['rounds']} rounds")
+    console.print(correction_line(Correction.from_json(rep["correction"])))
+    if rep["previous_scores"]:
+        prev, where = rep["previous_scores"], rep["previous"]["machine"]
+        fitted = f"host {where['hostname']}" if where else "an unrecorded machine"
+        console.print(
+            f"the previous correction (fitted on {fitted}) predicted these archs here with MAPE"
+            f" {100 * prev['mape']:.1f}%, Kendall tau {prev['kendall_tau']:.3f}"
+        )
+
+
+def _table_here(path: Path, space: str | None) -> tuple[LatencyTable, SearchSpace, Context]:
+    """The table, its space, and a measuring context of this machine in the table's settings."""
+    import torch
+
+    from nasbench.latency.measure import make_context
+    from nasbench.latency.table import load_table
+
+    t = load_table(path)
+    s = load_space(space or t.space)
+    t.check_space(s)
+    c = t.context
+    if c.device == "cuda" and not torch.cuda.is_available():
+        raise NasbenchError(
+            f"latency table {path} times a CUDA device ({c.device_name}) and this machine has none; calibrate"
+            f" it where the search will run, or build a table here with `nasbench latency lut --space {s.name}`"
+        )
+    threads = c.threads if c.device == "cpu" else None
+    return t, s, make_context(c.device, c.dtype, c.batch, c.memory_format == "channels_last", threads, c.clock)

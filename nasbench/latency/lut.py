@@ -25,7 +25,7 @@ from nasbench.blocks import BLOCKS, ConvBNAct
 from nasbench.counting import LayerConfig
 from nasbench.errors import NasbenchError
 from nasbench.latency.measure import Context, Stats, pinned, prepare, time_calls, warm_up
-from nasbench.latency.table import Entry, LatencyTable, config_key, load_table, space_fingerprint
+from nasbench.latency.table import Entry, LatencyTable, config_key, layer_fingerprint, load_table
 from nasbench.spaces import SearchSpace
 
 
@@ -93,7 +93,7 @@ def open_table(
     """The table at ``path`` to resume (it must match space, context and settings), or a new one."""
     if not path.exists():
         return LatencyTable(
-            space.name, space_fingerprint(space), ctx, num_classes, list(resolutions), settings, path=path
+            space.name, layer_fingerprint(space), ctx, num_classes, list(resolutions), settings, path=path
         )
     table = load_table(path, space)
     diffs = table.context.differences(ctx)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import platform
 import random
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from nasbench.errors import NasbenchError
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEVICES = ("cpu", "cuda")
 CLOCKS = ("wall", "cpu")
+MIN_ROUNDS = 3  # interleaved rounds measured even when a time limit has passed
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,52 @@ class Context:
         layout = "-cl" if self.memory_format == "channels_last" else ""
         clock = "-cputime" if self.clock == "cpu" else ""
         return f"{self.device}-{name}{threads}{clock}_{self.dtype}{layout}_b{self.batch}"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Which machine a latency correction predicts milliseconds of.
+
+    Two machines with the same CPU model still differ (a stored correction predicted another host with the
+    same CPU at 67% MAPE, ranking intact), so the host name counts; so do the torch version and, on CPU,
+    the intra-op threads. A host name is only as stable as the host: a fresh container is another machine.
+    """
+
+    hostname: str
+    device: str  # "cpu" or "cuda"
+    device_name: str  # CPU model, or the GPU's name ("no CUDA device" on a host without one)
+    torch: str
+    threads: int  # intra-op threads the figures were measured with (compared on CPU only)
+
+    @classmethod
+    def here(cls, device: str, threads: int) -> Machine:
+        """This host, measuring on ``device`` with ``threads`` intra-op threads."""
+        if device == "cuda":
+            name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+        else:
+            name = cpu_name()
+        return cls(socket.gethostname(), device, name, torch.__version__, threads)
+
+    def differences(self, other: Machine) -> list[str]:
+        """The fields that differ, as ``name: mine vs theirs`` phrases (threads only on CPU)."""
+        mine, theirs = asdict(self), asdict(other)
+        if self.device == other.device == "cuda":  # a GPU's figures do not depend on the host's threads
+            del mine["threads"], theirs["threads"]
+        return [f"{k} {mine[k]!r} vs {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]
+
+    def describe(self) -> str:
+        threads = f", {self.threads} thread(s)" if self.device == "cpu" else ""
+        return f"host {self.hostname} ({self.device_name}{threads}, torch {self.torch})"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Machine:
+        try:
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as e:
+            raise NasbenchError(f"latency machine record is missing field {e}") from None
 
 
 def cpu_name() -> str:
@@ -237,13 +285,17 @@ def measure_interleaved(
     per_round: int = 5,
     warmup: int = 5,
     seed: int = 0,
+    seconds: float | None = None,
     on_round: Callable[[int], None] | None = None,
 ) -> list[Stats]:
     """End-to-end latencies of many archs, measured in rounds that visit them in a fresh random order.
 
     A burst of background load on a shared machine then hits every arch alike instead of skewing the few
-    that happened to be measured during it; each arch's figure is the median over all its rounds.
+    that happened to be measured during it; each arch's figure is the median over all its rounds. With
+    ``seconds``, measuring stops after the round that passes that time (preparing the models included),
+    but never before ``MIN_ROUNDS`` rounds.
     """
+    deadline = None if seconds is None else time.monotonic() + seconds
     rng = random.Random(seed)
     times: list[list[float]] = [[] for _ in archs]
     with pinned(ctx), torch.inference_mode():
@@ -259,4 +311,6 @@ def measure_interleaved(
                 times[i] += time_calls(prepared[i][0], prepared[i][1], ctx, per_round)
             if on_round:
                 on_round(r + 1)
+            if deadline is not None and r + 1 >= MIN_ROUNDS and time.monotonic() >= deadline:
+                break
     return [Stats.of(t) for t in times]

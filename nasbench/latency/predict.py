@@ -6,6 +6,9 @@ by least squares on the relative error (the figures validation reports are relat
 *held-out* archs from disjoint seeds, measures them together with the calibration archs in one randomized
 interleaved session (so background load on a shared machine hits both sets alike), fits on the
 calibration archs only, and scores the held-out predictions: Kendall tau, MAPE, share within +-10%.
+
+A correction holds for the machine it was fitted on (``Machine``: host, device model, torch, threads);
+``calibrate`` refits it on another machine, in the table's measuring settings, from a few archs.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,7 +25,7 @@ from scipy.stats import kendalltau
 from nasbench.arch import Arch
 from nasbench.counting import decompose
 from nasbench.errors import NasbenchError
-from nasbench.latency.measure import Context, Stats, measure_interleaved
+from nasbench.latency.measure import Context, Machine, Stats, measure_interleaved
 from nasbench.latency.table import Correction, LatencyTable
 from nasbench.spaces import SearchSpace
 
@@ -71,13 +75,21 @@ def scores(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, f
     }
 
 
-def check_context(table: LatencyTable, ctx: Context) -> None:
-    """Measuring against a table only makes sense in the context it was measured in."""
+SETTINGS = ("device", "dtype", "batch", "memory_format", "threads", "clock")  # Context fields that are not the machine
+
+
+def check_context(table: LatencyTable, ctx: Context, *, same_machine: bool = True) -> None:
+    """Measuring against a table only makes sense in the context it was measured in; with
+    ``same_machine=False`` (calibrating on another machine) only in the same measuring settings."""
     diffs = table.context.differences(ctx)
+    if not same_machine:
+        ignored = ("device_name", "torch") + (("threads",) if ctx.device == "cuda" else ())
+        diffs = [d for d in diffs if d.split(":")[0] not in ignored]
     if diffs:
         raise NasbenchError(
             f"latency table {table.where} was measured in another context ({'; '.join(diffs)});"
-            " measure with the same options or pass the table of this device with --table"
+            " measure with the same options, pass the table of this device with --table, or refit its"
+            f" correction here with `nasbench latency calibrate {table.where}`"
         )
 
 
@@ -103,18 +115,47 @@ def calibrate(
     n: int = 30,
     rounds: int = 30,
     per_round: int = 3,
+    warmup: int = 5,
+    seconds: float | None = None,
     on_round: Callable[[int], None] | None = None,
-) -> Correction:
-    """Measure ``n`` calibration archs end to end, fit the correction and store it in ``table``."""
-    check_context(table, ctx)
+) -> dict[str, Any]:
+    """Measure ``n`` calibration archs end to end on this machine (``ctx``: the table's measuring settings,
+    this machine's device), fit the correction and store it in ``table`` with this ``Machine``.
+
+    ``seconds`` caps the measuring (``measure_interleaved``). Returns a report: the new correction, the
+    one it replaces and how that one predicted these archs here, and one row per arch.
+    """
+    check_context(table, ctx, same_machine=False)
     archs = sample_archs(space, table.resolutions, range(CALIBRATION_SEED, CALIBRATION_SEED + n))
     for a in archs:
         table.table_sum(a)  # a missing config fails before minutes of measuring
     stats = measure_interleaved(
-        archs, ctx, num_classes=table.num_classes, rounds=rounds, per_round=per_round, on_round=on_round
+        archs,
+        ctx,
+        num_classes=table.num_classes,
+        rounds=rounds,
+        per_round=per_round,
+        warmup=warmup,
+        seconds=seconds,
+        on_round=on_round,
     )
-    table.correction = _fit_rows(_rows(table, archs, stats, "calibration"))
-    return table.correction
+    rows = _rows(table, archs, stats, "calibration")
+    previous = table.correction
+    table.correction = replace(_fit_rows(rows), machine=Machine.here(ctx.device, ctx.threads))
+    measured = [r["measured"]["median_ms"] for r in rows]
+    for r in rows:
+        r["predicted_ms"] = round(table.correction.apply(r["table_sum_ms"], r["layers"]), 5)
+    return {
+        "table": table.record(),
+        "context": ctx.to_dict(),
+        "rounds": stats[0].n // per_round,
+        "correction": table.correction.to_json(),
+        "previous": previous.to_json() if previous else None,
+        "previous_scores": scores([previous.apply(r["table_sum_ms"], r["layers"]) for r in rows], measured)
+        if previous
+        else None,
+        "archs": rows,
+    }
 
 
 def validate(
@@ -142,7 +183,7 @@ def validate(
     )
     rows = _rows(table, calib, stats[:calibrate_n], "calibration") + _rows(table, held, stats[calibrate_n:], "held-out")
     held_rows = rows[calibrate_n:]
-    refit = _fit_rows(rows[:calibrate_n])
+    refit = replace(_fit_rows(rows[:calibrate_n]), machine=Machine.here(ctx.device, ctx.threads))
     for r in rows:
         r["predicted_ms"] = round(refit.apply(r["table_sum_ms"], r["layers"]), 5)
     measured = [r["measured"]["median_ms"] for r in held_rows]

@@ -2,9 +2,11 @@
 
 A table maps every distinct layer configuration a space can produce (a ``counting.LayerConfig``: block
 type, kernel, expand, in/out width, stride, input size; plus stem and head) to its measured latency, and
-records the full measuring ``Context``, the space's name and a fingerprint of its dimensions. Loading a
-table never touches a device, so a search on a CPU-only machine can use a table measured on a GPU
-elsewhere (FBNet's way). A fitted ``Correction`` (see ``predict``) travels in the same file.
+records the full measuring ``Context``, the space's name, a fingerprint of its layer structure (every
+dimension but the resolution: which resolutions the table covers is its own field) and those resolutions.
+Loading a table never touches a device, so a search on a CPU-only machine can use a table measured on a
+GPU elsewhere (FBNet's way). A fitted ``Correction`` (see ``predict``) travels in the same file, with the
+``Machine`` it was fitted on: its milliseconds are that machine's, and only rank architectures elsewhere.
 
 Each entry keeps the median of every measuring pass (passes run over the whole table at different times,
 so a burst of background load skews one pass of a config, not the config) and the mean within-pass
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from nasbench.arch import Arch
 from nasbench.atomic import atomic_path
 from nasbench.counting import LayerConfig, decompose
 from nasbench.errors import NasbenchError
-from nasbench.latency.measure import Context
+from nasbench.latency.measure import Context, Machine
 from nasbench.spaces import SearchSpace
 
 FORMAT = "nasbench-latency-table/1"
@@ -41,8 +43,19 @@ def config_key(cfg: LayerConfig) -> str:
 
 def space_fingerprint(space: SearchSpace) -> str:
     """A short hash of everything that decides which layer configs a space produces (not its name)."""
+    return _fingerprint(space, with_resolutions=True)
+
+
+def layer_fingerprint(space: SearchSpace) -> str:
+    """``space_fingerprint`` without the resolution dimension: what a table must match to serve a space
+    (at the resolutions it covers), so a space restricted to a table's resolutions still matches it."""
+    return _fingerprint(space, with_resolutions=False)
+
+
+def _fingerprint(space: SearchSpace, *, with_resolutions: bool) -> str:
+    dims = [d for d in space.dimensions() if with_resolutions or d.label != "resolution"]
     spec = {
-        "dimensions": [[d.label, list(d.choices)] for d in space.dimensions()],
+        "dimensions": [[d.label, list(d.choices)] for d in dims],
         "stem_stride": space.stem_stride,
         "act": space.act,
         "stages": [[s.stride, s.se] for s in space.stages],
@@ -89,6 +102,7 @@ class Correction:
     offset_ms: float
     archs: int  # how many end-to-end measurements it was fitted on
     fit_mape: float  # mean absolute percentage error on those archs
+    machine: Machine | None = None  # where those measurements ran (None in tables made before it was recorded)
 
     def apply(self, table_sum_ms: float, layers: int) -> float:
         return self.scale * table_sum_ms + self.per_layer_ms * layers + self.offset_ms
@@ -105,13 +119,29 @@ class Correction:
             "offset_ms": round(self.offset_ms, 6),
             "archs": self.archs,
             "fit_mape": round(self.fit_mape, 5),
+            "machine": self.machine.to_dict() if self.machine else None,
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Correction:
+        machine = Machine.from_dict(d["machine"]) if d.get("machine") else None
         return cls(
-            float(d["scale"]), float(d["per_layer_ms"]), float(d["offset_ms"]), int(d["archs"]), float(d["fit_mape"])
+            float(d["scale"]),
+            float(d["per_layer_ms"]),
+            float(d["offset_ms"]),
+            int(d["archs"]),
+            float(d["fit_mape"]),
+            machine,
         )
+
+    def mismatch(self, here: Machine) -> str | None:
+        """Why this correction's milliseconds are not ``here``'s, or None when it was fitted there."""
+        if self.machine is None:
+            return "does not record the machine its correction was fitted on"
+        diffs = self.machine.differences(here)
+        if diffs:
+            return f"was calibrated on another machine ({'; '.join(diffs)})"
+        return None
 
 
 @dataclass
@@ -119,7 +149,7 @@ class LatencyTable:
     """A per-layer latency table for one space in one context, plus its fitted correction (if any)."""
 
     space: str
-    fingerprint: str
+    fingerprint: str  # layer_fingerprint of the space (space_fingerprint in tables made before it)
     context: Context
     num_classes: int
     resolutions: list[int]
@@ -156,19 +186,42 @@ class LatencyTable:
     def require_correction(self) -> Correction:
         if self.correction is None:
             raise NasbenchError(
-                f"latency table {self.where} has no fitted correction yet; run `nasbench latency validate"
-                f" --space {self.space} --update-table` (or `lut` with --calibrate N) on its device"
+                f"latency table {self.where} has no fitted correction yet; run `nasbench latency calibrate"
+                f" {self.where}` on the machine whose latency it should predict"
             )
         return self.correction
 
+    def calibration_mismatch(self) -> str | None:
+        """Why the table's predictions are not milliseconds of this machine (in the table's measuring
+        settings), or None when its correction was fitted here."""
+        here = Machine.here(self.context.device, self.context.threads)
+        return self.require_correction().mismatch(here)
+
+    def covering(self, space: SearchSpace) -> tuple[SearchSpace, LatencyTable]:
+        """``space`` and this table, both restricted to the resolutions they share, so that every arch of
+        the space has a prediction; a ``NasbenchError`` naming the space's resolutions when none is covered."""
+        self.check_space(space)
+        shared = tuple(r for r in space.resolutions if r in self.resolutions)
+        if not shared:
+            raise NasbenchError(
+                f"latency table {self.where} covers resolutions {sorted(self.resolutions)}, none of space"
+                f" {space.name}'s resolutions {list(space.resolutions)}; measure them with `nasbench latency lut"
+                f" --space {space.name}" + "".join(f" --resolution {r}" for r in space.resolutions) + "`"
+            )
+        return replace(space, resolutions=shared), replace(self, resolutions=list(shared))
+
     def check_space(self, space: SearchSpace) -> None:
-        """Refuse a table measured for another space (by name or by the space's dimensions)."""
-        if space.name != self.space or space_fingerprint(space) != self.fingerprint:
+        """Refuse a table measured for another space (by name or by the dimensions that decide its layers).
+
+        A table from before ``layer_fingerprint`` carries the whole space's fingerprint; once it matches, the
+        table takes the layer fingerprint, so the space restricted to its resolutions matches it too."""
+        if space.name != self.space or self.fingerprint not in (layer_fingerprint(space), space_fingerprint(space)):
             raise NasbenchError(
                 f"latency table {self.where} was measured for space {self.space!r} (fingerprint {self.fingerprint}),"
-                f" not for space {space.name!r} (fingerprint {space_fingerprint(space)}); build one with"
+                f" not for space {space.name!r} (fingerprint {layer_fingerprint(space)}); build one with"
                 f" `nasbench latency lut --space {space.name}`"
             )
+        self.fingerprint = layer_fingerprint(space)  # an older table's whole-space fingerprint, once checked
 
     @property
     def where(self) -> str:

@@ -179,9 +179,19 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
 
 
 def search_context(config: SearchConfig, trained: Any, num_classes: int, run: RunDir) -> SearchContext:
-    """The searchers' context over a trained supernet (``train_supernet``'s result)."""
+    """The searchers' context over a trained supernet (``train_supernet``'s result).
+
+    With a latency table, the searchers see the space restricted to the resolutions the table covers, and
+    what the table changes (resolutions left out, figures that are another machine's milliseconds) is
+    printed and stored in the run's state under ``latency``."""
     space = load_space(config.space)
-    predictor = _load_predictor(config, space)
+    latency = _load_predictor(config, space)
+    predictor = latency.table if latency else None
+    if latency:
+        space = latency.space
+        for line in latency.notes():
+            console.print(f"[yellow]{line}")
+        run.write_state({**run.read_state(), "latency": latency.record()})
     settings = EvalSettings(val_fraction=TrainConfig().val_fraction, data_seed=config.seed)
     evaluate = SupernetEvaluator(
         trained.supernet, trained.train, trained.val, settings, predictor.predict if predictor else None
@@ -270,10 +280,10 @@ def _clock(run: RunDir, state: dict[str, Any], name: str, budget: Budget) -> Bud
 
 
 def _load_predictor(config: SearchConfig, space: Any) -> Any:
+    """The run's latency table and the space restricted to its resolutions (``latency.use.SearchTable``),
+    or None without a table. Cheap (reads one file): call it before training to refuse a table early."""
     if not config.latency_table:
         return None
-    from nasbench.latency import load_table
+    from nasbench.latency.use import table_for_search
 
-    table = load_table(config.latency_table, space)
-    table.require_correction()  # predictions need the end-to-end correction fitted by `latency validate`
-    return table
+    return table_for_search(config.latency_table, space, max_latency=config.max_latency)
