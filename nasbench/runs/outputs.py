@@ -102,12 +102,13 @@ def write_outputs(
     objectives: str | Sequence[str],
     budget: Mapping[str, Any] | None = None,
     reference: Mapping[str, float] | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Path]:
     """The front of ``records`` to ``paths["pareto_csv"]``, its plot to ``paths["pareto_png"]`` and the run's
     summary to ``paths["summary"]``, each written atomically; returns those three paths by name.
 
     ``budget`` is shown in the summary as given; ``reference`` is the hypervolume reference point
-    (default: ``default_reference``)."""
+    (default: ``default_reference``); ``notes`` are lines the summary shows under "Notes"."""
     obj = parse_objectives(objectives)
     ok = objective_frame(records)
     front = pareto_front(ok, obj)
@@ -115,7 +116,9 @@ def write_outputs(
     written = {key: Path(paths[key]) for key in ("pareto_csv", "pareto_png", "summary")}
     atomic.write_text(written["pareto_csv"], front[FRONT_COLUMNS].to_csv(index=False))
     plot_fronts(records, written["pareto_png"], title=f"run {run_id}")
-    atomic.write_text(written["summary"], summary_markdown(run_id, config, records, obj, budget or {}, reference))
+    atomic.write_text(
+        written["summary"], summary_markdown(run_id, config, records, obj, budget or {}, reference, notes)
+    )
     return written
 
 
@@ -208,6 +211,7 @@ def summary_markdown(
     objectives: Mapping[str, str],
     budget: Mapping[str, Any],
     reference: Mapping[str, float],
+    notes: Sequence[str] = (),
 ) -> str:
     """The run on one page: what was searched, how the budget went, the front, and each searcher's
     hypervolume against the stated reference point."""
@@ -221,6 +225,8 @@ def summary_markdown(
     lines += [f"- space: {_describe(config.get('space', '?'))}", f"- data: {_describe(config.get('data', '?'))}"]
     lines += [f"- searchers: {', '.join(map(str, searchers))}", f"- objectives: {arrows}", ""]
     lines += ["## Budget", ""] + (_bullets(budget) or ["- (not given)"]) + [""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     lines += ["## Evaluations", "", _markdown_table(_status_counts(records)), ""]
     lines += [f"## Pareto front ({arrows})", ""]
     if front.empty:

@@ -322,12 +322,14 @@ class RunDir:
         *,
         budget: Mapping[str, Any] | None = None,
         reference: Mapping[str, float] | None = None,
+        notes: Sequence[str] = (),
     ) -> dict[str, Path]:
         """Write records.parquet, pareto.csv, pareto.png and summary.md; returns their paths by name.
 
         ``objectives`` among acc, macs, params, latency (measured where present, else predicted);
         ``budget`` is shown in the summary as given (e.g. the budget and what each phase spent);
-        ``reference`` is the hypervolume reference point (default: acc 0, costs 1.1 x the largest seen).
+        ``reference`` is the hypervolume reference point (default: acc 0, costs 1.1 x the largest seen);
+        ``notes`` are shown in the summary (e.g. what a latency table means on this machine).
         """
         records = self.records()
         paths = {"records": self._write_parquet(records)}
@@ -341,6 +343,7 @@ class RunDir:
                 objectives=objectives,
                 budget=budget,
                 reference=reference,
+                notes=notes,
             )
         )
         return paths

@@ -149,6 +149,7 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
     config.check()
     budgets = phase_budgets(config)
     space = load_space(config.space)
+    _load_predictor(config, space)  # a table that cannot serve this search is refused before anything is written
     dataset = load_dataset(config.data)
     stored = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
     run = RunDir.resume(resume, stored) if resume else RunDir.create(stored, out=out)
@@ -173,7 +174,8 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
             ctx.workers = workers
             spent = search_phase(run, ctx, config.searchers, budgets["search"])
         spent = {"supernet": f"{trained.spent:.0f} s ({trained.steps} steps)", **spent}
-        paths = run.write_outputs(list(config.objectives), budget={"budget": config.budget, **spent})
+        notes = run.read_state().get("latency", {}).get("notes", [])
+        paths = run.write_outputs(list(config.objectives), budget={"budget": config.budget, **spent}, notes=notes)
         console.print(f"[bold]done[/bold]: {len(run.records())} evaluations; front in {paths['pareto_csv']}")
     return run
 
