@@ -1,24 +1,31 @@
-"""Hypervolume of each searcher's front, as a ratio to random search's, on one supernet and one budget.
+"""Searchers compared on equal terms: the same device-seconds each, everything charged, several seeds.
 
-Loads a trained supernet (a finished ``nasbench train-supernet`` folder), then for each seed runs every
-searcher with the same number of evaluations on the same supernet and the same validation split, and
-prints the hypervolume of each front (accuracy vs MACs, reference point fixed for all: accuracy 0 and
-1.1 x the largest architecture's MACs) and its ratio to random's for that seed.
+Loads a trained supernet (a finished ``nasbench train-supernet`` folder, or a search run's ``supernet/``),
+then for each seed runs every searcher on the same supernet and validation split with the same time
+budget: its clock runs while it does anything (the proximal searcher's weight and architecture steps
+included); trial searchers evaluate in this process, so no Ray start-up enters any clock. Each front is
+scored in (accuracy, log10 MACs) against ONE fixed reference point for all searchers and seeds (accuracy
+0, log10 of 1.1 x the space's largest MACs), normalised by the box up to (accuracy 1, log10 of the
+smallest's MACs). Prints per seed and the mean and spread over seeds, and each mean as a ratio to random
+search's.
 
-    .venv/bin/python bench/search_hypervolume.py --supernet RUN_DIR --data /work/shared/data/cifar10 \
-        --space tiny --evals 20 --seeds 0,1,2 [--searchers proximal,nsga2,random] [--out DIR]
+    .venv/bin/python bench/search_hypervolume.py --supernet RUN/supernet --data digits --space tiny \
+        --seconds 60 --seeds 0,1,2 [--searchers proximal,nsga2,tpe,random] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import platform
 import statistics
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from nasbench.budget import Budget, parse_budget
+from nasbench.budget import WALL_TIME, Budget, parse_budget
 from nasbench.counting import count
 from nasbench.data import load_dataset
 from nasbench.pareto import hypervolume, pareto_front
@@ -29,36 +36,35 @@ from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, train_supernet
 
 
-def run_seed(args, space, dataset, trained, seed: int, out: Path) -> dict[str, float]:
+def log_hypervolume(records, reference_log_macs: float, ideal_log_macs: float) -> tuple[float, int]:
+    """Normalised hypervolume of the ok records' (acc, log10 MACs) front, and the front's size."""
+    ok = records[records.status == "ok"].assign(log_macs=lambda d: np.log10(d.macs.astype(float)))
+    front = pareto_front(ok, {"acc": "max", "log_macs": "min"})
+    if front.empty:
+        return 0.0, 0
+    points = front[["acc", "log_macs"]].to_numpy(float)
+    volume = hypervolume(points, [0.0, reference_log_macs], ["max", "min"])
+    return volume / (reference_log_macs - ideal_log_macs), len(front)
+
+
+def run_seed(args, trained, space, num_classes: int, seed: int, reference, ideal) -> dict[str, tuple[float, int, int]]:
     searchers = tuple(args.searchers.split(","))
     config = SearchConfig(
-        space=args.space,
-        data=args.data,
-        budget=f"{args.evals * len(searchers)}trials",
-        searchers=searchers,
-        seed=seed,
-        train_budget="0steps",
-        proximal_targets=args.targets,
-        proximal_steps=args.proximal_steps,
-        concurrency=1,  # trial searchers evaluate in this process, on the same supernet
-    )
-    run = RunDir.create(
-        {"bench": "search_hypervolume", "seed": seed, "searchers": list(searchers)}, out=out / f"seed{seed}"
-    )
-    with run:
-        ctx = search_context(config, trained, dataset.num_classes, run)
+        space=args.space, data=args.data, budget="1min", searchers=searchers, seed=seed,
+        proximal_targets=args.targets, proximal_steps=args.proximal_steps, concurrency=1,
+    )  # fmt: skip
+    out = {}
+    with RunDir.create({"bench": "search_hypervolume", "seed": seed}, out=Path(args.out) / f"seed{seed}") as run:
+        ctx = search_context(config, trained, num_classes, run)
         ctx.evaluate.settings = EvalSettings(val_fraction=TrainConfig().val_fraction, data_seed=args.train_seed)
-        search_phase(run, ctx, searchers, Budget("trials", float(args.evals * len(searchers))))
+        search_phase(run, ctx, searchers, Budget(WALL_TIME, args.seconds * len(searchers)))
         records = run.records()
-    ok = records[records.status == "ok"]
-    reference = {"acc": 0.0, "macs": 1.1 * count(space.largest(), dataset.num_classes).macs}
-    volumes = {}
-    for searcher in searchers:
-        front = pareto_front(ok[ok.searcher == searcher], {"acc": "max", "macs": "min"})
-        volumes[searcher] = hypervolume(
-            front[["acc", "macs"]].to_numpy(float), [reference["acc"], reference["macs"]], ["max", "min"]
-        )
-    return volumes
+    for name in searchers:
+        mine = records[records.searcher == name]
+        volume, front = log_hypervolume(mine, reference, ideal)
+        out[name] = (volume, front, len(mine))
+        print(f"seed {seed} {name:>9}: hypervolume {volume:.4f}, front {front}, {len(mine)} evaluations", flush=True)
+    return out
 
 
 def main() -> None:
@@ -66,9 +72,9 @@ def main() -> None:
     ap.add_argument("--supernet", required=True, help="a finished train-supernet folder")
     ap.add_argument("--data", required=True)
     ap.add_argument("--space", default="tiny")
-    ap.add_argument("--evals", type=int, default=20, help="evaluations per searcher and seed")
+    ap.add_argument("--seconds", type=float, default=60.0, help="device-seconds per searcher and seed")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--searchers", default="proximal,nsga2,random")
+    ap.add_argument("--searchers", default="proximal,nsga2,tpe,random")
     ap.add_argument("--targets", type=int, default=4)
     ap.add_argument("--proximal-steps", type=int, default=40)
     ap.add_argument("--train-seed", type=int, default=0, help="the seed the supernet was trained with")
@@ -76,32 +82,25 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    space = load_space(args.space)
-    dataset = load_dataset(args.data)
-    stored = json.loads((Path(args.supernet) / "train_config.json").read_text())
-    budget = parse_budget(stored["identity"]["budget"])
-    trained = train_supernet(
-        space,
-        dataset,
-        budget,
-        args.supernet,
-        seed=args.train_seed,
-        resume=True,
-        config=TrainConfig.from_dict(stored["identity"]["config"]),
-        progress=False,
-    )
-    out = Path(args.out)
-    rows = {}
-    for seed in (int(s) for s in args.seeds.split(",")):
-        rows[seed] = run_seed(args, space, dataset, trained, seed, out)
-        print(f"seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in rows[seed].items()), flush=True)
+    space, dataset = load_space(args.space), load_dataset(args.data)
+    stored = json.loads((Path(args.supernet) / "train_config.json").read_text())["identity"]
+    trained = train_supernet(space, dataset, parse_budget(stored["budget"]), args.supernet, seed=args.train_seed,
+                             resume=True, config=TrainConfig.from_dict(stored["config"]), progress=False)  # fmt: skip
+    reference = math.log10(1.1 * count(space.largest(), dataset.num_classes).macs)
+    ideal = math.log10(count(space.smallest(), dataset.num_classes).macs)
+    rows = {int(s): run_seed(args, trained, space, dataset.num_classes, int(s), reference, ideal)
+            for s in args.seeds.split(",")}  # fmt: skip
     searchers = args.searchers.split(",")
-    print(f"\nhypervolume (acc vs MACs), ratio to random's, {args.evals} evaluations per searcher and seed")
-    print(f"{'seed':<6}" + "".join(f"{s:>12}" for s in searchers))
-    for seed, vols in rows.items():
-        print(f"{seed:<6}" + "".join(f"{vols[s] / vols['random']:>12.3f}" for s in searchers))
-    means = {s: statistics.mean(v[s] / v["random"] for v in rows.values()) for s in searchers}
-    print(f"{'mean':<6}" + "".join(f"{means[s]:>12.3f}" for s in searchers))
+    random_mean = statistics.mean(r["random"][0] for r in rows.values()) if "random" in searchers else math.nan
+    print(f"\nnormalised hypervolume in (acc, log10 MACs), reference (0, {reference:.3f}), {args.seconds:g} s each, "
+          f"{len(rows)} seeds; {platform.processor() or platform.machine()}, torch {torch.__version__}")  # fmt: skip
+    print(f"{'searcher':>9} {'mean':>8} {'stdev':>8} {'vs random':>10} {'evals':>6}")
+    for name in searchers:
+        volumes = [r[name][0] for r in rows.values()]
+        spread = statistics.stdev(volumes) if len(volumes) > 1 else 0.0
+        evals = statistics.mean(r[name][2] for r in rows.values())
+        ratio = statistics.mean(volumes) / random_mean if random_mean else math.nan
+        print(f"{name:>9} {statistics.mean(volumes):8.4f} {spread:8.4f} {ratio:10.3f} {evals:6.1f}")
 
 
 if __name__ == "__main__":

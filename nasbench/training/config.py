@@ -44,6 +44,8 @@ class TrainConfig(DictConfig):
     label_smoothing: float = 0.1  # on the largest subnet's hard-label loss only; the others distil (BigNAS)
     num_random: int = 2  # random subnets per step between the largest and the smallest (OFA, BigNAS: 2)
     kd_temperature: float = 1.0  # softening of the largest subnet's soft labels; BigNAS distils at 1
+    student_label_weight: float = 0.0  # share of the label loss in the other subnets' loss (rest: distillation)
+    zero_init_residual: bool = False  # BigNAS: residual blocks start as identities (last BN's scale at 0)
     checkpoint_every: int = 200  # steps between checkpoints (one is always written at the end)
     bn_batches: int = 16  # training batches that re-estimate BN statistics before a subnet is evaluated
     channels_last: bool = True  # NHWC: faster depthwise and 1x1 convs with oneDNN (CPU) and cuDNN (GPU)
@@ -85,6 +87,7 @@ def _check(c: TrainConfig) -> None:
     need(0 <= c.momentum < 1, "momentum", "in [0, 1)")
     need(0 <= c.label_smoothing < 1, "label_smoothing", "in [0, 1)")
     need(c.kd_temperature > 0, "kd_temperature", "positive")
+    need(0 <= c.student_label_weight <= 1, "student_label_weight", "in [0, 1]")
     need(c.dynconv_temperature >= 1, "dynconv_temperature", "at least 1")
     need(0 <= c.dynconv_anneal <= 1, "dynconv_anneal", "in [0, 1]")
     need(0 < c.val_fraction < 1, "val_fraction", "in (0, 1)")

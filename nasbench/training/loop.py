@@ -84,6 +84,7 @@ class Trainer:
             optimizer=self.optimizer,
             label_smoothing=c.label_smoothing,
             kd_temperature=c.kd_temperature,
+            student_label_weight=c.student_label_weight,
             channels_last=c.channels_last,
             bf16=c.bf16,
         )
@@ -230,12 +231,28 @@ def _build(
 ) -> Trainer:
     seed_everything(seed)  # the supernet's initial weights come from torch's global generator
     net = Supernet(space, num_classes=num_classes).to(device)
+    if config.zero_init_residual:
+        zero_init_residuals(net)
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
     stream = BatchStream(
         train, config.batch_size, max(space.resolutions), seed=seed, channels_last=config.channels_last
     )
     return Trainer(space, config, net, make_optimizer(net, config), stream, CoverageSampler(space, seed), device)
+
+
+@torch.no_grad()
+def zero_init_residuals(net: Supernet) -> None:
+    """Zero the scale of the last batch norm of every block after a stage's first (those always add to a
+    skip connection), so each starts as the identity: a subnet of any depth starts as the same function
+    (BigNAS, Yu et al. 2020, section 3.1)."""
+    for stage in net.stages:
+        for position in list(stage)[1:]:
+            for block in position.values():
+                for part in ("project", "single"):
+                    conv_bn = getattr(block, part, None)
+                    if conv_bn is not None and hasattr(conv_bn, "bn"):
+                        conv_bn.bn.weight.zero_()
 
 
 def _result_record(result: TrainResult, budget: Budget) -> dict[str, Any]:

@@ -68,6 +68,7 @@ def sandwich_step(
     optimizer: torch.optim.Optimizer,
     label_smoothing: float = 0.1,
     kd_temperature: float = 1.0,
+    student_label_weight: float = 0.0,
     channels_last: bool = False,
     bf16: bool = False,
 ) -> StepLosses:
@@ -87,6 +88,9 @@ def sandwich_step(
             largest = loss.detach()
         else:
             loss = distillation_loss(logits, teacher_logits, kd_temperature)
+            if student_label_weight:
+                label_loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+                loss = (1 - student_label_weight) * loss + student_label_weight * label_loss
         loss.backward()
         total = total + loss.detach()
     optimizer.step()
