@@ -8,7 +8,7 @@ expected cost of the alphas at that step. The issue's bar: within +-20% for at l
 
     PYTHONPATH=$PWD .venv/bin/python bench/proximal_targets.py --space tiny --data digits --supernet /tmp/prox-tiny
     PYTHONPATH=$PWD .venv/bin/python bench/proximal_targets.py --space efficientnet --data digits \\
-        --train-budget 20steps --batch-size 8 --steps 40
+        --train-budget 2steps --train-batch 2 --batch-size 2 --steps 20 --decisions 1
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=4)
     ap.add_argument("--steps", type=int, default=60, help="proximal step pairs per target")
     ap.add_argument("--batch-size", type=int, default=32, help="images per proximal weight/arch step")
+    ap.add_argument("--decisions", type=int, default=4, help="decisions whose accuracy gradient each arch step takes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -90,7 +91,7 @@ def main() -> None:
     low, high = macs(space.smallest()), macs(space.largest())
     targets = cost_range(space, macs, args.targets)
     print(f"space {space.name}: MACs {low / 1e6:.3g} M .. {high / 1e6:.3g} M; {args.targets} targets, geometric")
-    config = ProximalConfig(steps=args.steps, batch_size=args.batch_size)
+    config = ProximalConfig(steps=args.steps, batch_size=args.batch_size, decisions_per_step=args.decisions)
     search = ProximalSearch(
         space, net, train, val, expected_macs(space, dataset.num_classes), config=config, seed=args.seed
     )

@@ -4,8 +4,10 @@ What follows the paper:
 * continuous architecture parameters ``alpha`` per decision, kept in the box [0, 1] (NASP's C1);
 * the forward pass uses the *discrete* architecture given by the proximal step onto the one-hot set
   (NASP's C: one choice per decision, the current best, ``argmax alpha``);
-* the gradient is taken at that discrete point and updates the continuous parameters, which are then
-  clipped back into their box (``alpha <- prox_C1(alpha - lr * grad)``);
+* the gradient of the whole objective, accuracy *and* model complexity, is taken at that discrete point
+  and updates the continuous parameters, which are then clipped back into their box
+  (``alpha <- prox_C1(alpha - lr * grad)``). NASP's complexity regulariser, which weights each candidate
+  by its size, enters the same update with its gradient taken at the same discrete point;
 * weight steps (training split) and architecture steps (validation split) alternate.
 
 What is adapted, and why:
@@ -15,12 +17,24 @@ What is adapted, and why:
   ``z(alpha_d) = sum_i alpha_{d,i} * z_i`` where ``z_i`` are the logits of the discrete arch with d set to
   choice i. Its gradient at the one-hot point is ``dL/dalpha_{d,i} = <dL/dz, z_i>`` (``discrete_gradient``):
   one backward to the logits and one extra forward (no backward) per alternative.
-* To bound that cost, each architecture step updates a random subset of the decisions that are active in
-  the current discrete arch (layers beyond a stage's depth have no effect and get no accuracy gradient),
+* To bound that cost, each architecture step takes the accuracy gradient of a random subset of the
+  decisions that are active in the current discrete arch (layers beyond a stage's depth have no effect),
   like ProxylessNAS samples paths.
-* A resource term on the expected MACs or latency of the distribution ``p_d = alpha_d / sum(alpha_d)``
-  (differentiable, from ``nasbench.objectives``) pulls towards a target:
-  ``lambda * log(E[cost] / target)^2`` (a symmetric form of ProxylessNAS's multiplicative log penalty).
+* NASP's regulariser has a weight, not a target. We want one architecture per cost target, so the resource
+  term is ``log(C / T)^2`` (a symmetric form of ProxylessNAS's multiplicative log penalty) with C the cost
+  (MACs or latency) of the *discrete* arch, relaxed exactly like the accuracy term: one decision at a time,
+  ``C_d(alpha_d) = sum_i alpha_{d,i} c_{d,i}`` with ``c_{d,i}`` the exact cost of the discrete arch with d
+  switched to choice i (``switched_costs``: all such vectors from one backward through the per-layer cost
+  tables), so ``dR/dalpha_{d,i} = 2 log(C / T) c_{d,i} / C`` (``resource_gradient``). Like NASP's, it is
+  the size of each alternative; scaled by how far, and on which side of its target, the discrete arch is.
+  An earlier version put the penalty on the expected cost of ``alpha`` normalised: the expectation reached
+  the target while the argmax of near-uniform alphas sat at the cheapest or the dearest arch.
+* Each decision's gradient is centred (its mean over the choices removed, ``centred``): only differences
+  between a decision's entries change its argmax, and the common part would push whole rows into a wall
+  of the box, where ties, not gradients, would pick the choice.
+* The discrete arch flips between neighbours of the target rather than settling on it. The arch a target
+  reports (``choose_final``) is the last discrete arch it visited within ``tolerance`` of its target (the
+  most fine-tuned one on target), else the visited one closest to it in log cost.
 * The supernet arrives pre-trained (sandwich rule); each target fine-tunes its own *copy* of the weights so
   the shared supernet that every searcher's records are evaluated with stays untouched.
 * Several targets, spaced geometrically between the smallest and the largest architecture's cost, give
