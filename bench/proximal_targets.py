@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="images per proximal weight/arch step")
     ap.add_argument("--decisions", type=int, default=4, help="decisions whose accuracy gradient each arch step takes")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trace", action="store_true", help="also print each step's cost / target")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -108,6 +109,8 @@ def main() -> None:
             f"{target / 1e6:>9.3g}M {real / 1e6:>9.3g}M {ratio:>6.2f} {'yes' if ok else 'no':>5} {final.step:>5}"
             f" {final.expected_cost / 1e6:>9.3g}M"
         )
+        if args.trace:
+            print("    cost/target by step:", " ".join(f"{v.cost / target:.2f}" for v in run.visits))
     print(f"within +-20%: {hits} of {len(targets)}  ({time.perf_counter() - started:.0f} s in all)")
 
 

@@ -21,14 +21,18 @@ What is adapted, and why:
   decisions that are active in the current discrete arch (layers beyond a stage's depth have no effect),
   like ProxylessNAS samples paths.
 * NASP's regulariser has a weight, not a target. We want one architecture per cost target, so the resource
-  term is ``log(C / T)^2`` (a symmetric form of ProxylessNAS's multiplicative log penalty) with C the cost
-  (MACs or latency) of the *discrete* arch, relaxed exactly like the accuracy term: one decision at a time,
-  ``C_d(alpha_d) = sum_i alpha_{d,i} c_{d,i}`` with ``c_{d,i}`` the exact cost of the discrete arch with d
-  switched to choice i (``switched_costs``: all such vectors from one backward through the per-layer cost
-  tables), so ``dR/dalpha_{d,i} = 2 log(C / T) c_{d,i} / C`` (``resource_gradient``). Like NASP's, it is
-  the size of each alternative; scaled by how far, and on which side of its target, the discrete arch is.
-  An earlier version put the penalty on the expected cost of ``alpha`` normalised: the expectation reached
-  the target while the argmax of near-uniform alphas sat at the cheapest or the dearest arch.
+  term is ``log(C / T)^2`` (a symmetric form of ProxylessNAS's multiplicative log penalty) of the cost C
+  (MACs or latency) of the *discrete* arch, relaxed one decision at a time like the accuracy term:
+  ``R_d(alpha_d) = sum_i alpha_{d,i} log(c_{d,i} / T)^2`` with ``c_{d,i}`` the exact cost of the discrete
+  arch with d switched to choice i (``switched_costs``: all such vectors from one backward through the
+  per-layer cost tables). Its gradient is the penalty of each switched arch (``resource_gradient``): the
+  exact change a switch would make, which the cost tables give for free, where the accuracy term must
+  linearise. Linearising here too (``2 log(C / T) c_{d,i} / C``) favours the biggest jump in the right
+  direction, which on a coarse decision such as the resolution lands far past the target and back (the
+  discrete cost of an efficientnet target oscillated between 0.2x and 7x of it); the exact form favours
+  the switch that lands closest, and at the target favours staying. An earlier version put the penalty on
+  the expected cost of the normalised alphas: the expectation reached each target while the argmax of
+  near-uniform alphas sat at the cheapest or the dearest arch.
 * Each decision's gradient is centred (its mean over the choices removed, ``centred``): only differences
   between a decision's entries change its argmax, and the common part would push whole rows into a wall
   of the box, where ties, not gradients, would pick the choice.
@@ -88,7 +92,8 @@ def discrete_gradient(grad_logits: Tensor, alternative_logits: Tensor) -> Tensor
 
 
 def probabilities(alpha: Alpha, floor: float = 1e-3) -> dict[str, Tensor]:
-    """The distribution the resource term sees: alpha normalised per decision (kept away from zero)."""
+    """alpha normalised per decision (kept away from zero): the distribution whose expected cost a record
+    reports beside the discrete arch's own cost."""
     return {label: (a.clamp_min(floor) / a.clamp_min(floor).sum()) for label, a in alpha.items()}
 
 
@@ -97,13 +102,14 @@ def resource_penalty(cost: Tensor, target: float) -> Tensor:
     return torch.log(cost / target) ** 2
 
 
-def resource_gradient(switched: dict[str, Tensor], cost: float, target: float) -> dict[str, Tensor]:
-    """Gradient of ``resource_penalty`` w.r.t. alpha at the discrete arch (cost ``cost``), each decision
-    relaxed as the accuracy term is: ``C_d(alpha_d) = sum_i alpha_{d,i} c_{d,i}`` with ``c_{d,i}`` the cost of
-    the arch with d switched to choice i (``switched``, from ``switched_costs``), so
-    ``d/dalpha_{d,i} = 2 log(C / T) c_{d,i} / C``."""
-    scale = 2.0 * math.log(cost / target) / cost
-    return {label: scale * c for label, c in switched.items()}
+def resource_gradient(switched: dict[str, Tensor], target: float) -> dict[str, Tensor]:
+    """Gradient w.r.t. alpha of the resource term at the discrete arch, relaxed one decision at a time as
+    the accuracy term is: ``R_d(alpha_d) = sum_i alpha_{d,i} * log(c_{d,i} / T)^2`` with ``c_{d,i}`` the cost
+    of the arch with d switched to choice i (``switched``, from ``switched_costs``); so the gradient is the
+    penalty of each switched arch. It favours the choice that brings the arch *closest* to its target,
+    where the gradient of the penalty of a mixed cost (``2 log(C / T) c_{d,i} / C``) would favour the
+    biggest jump in the right direction, however far past the target it lands."""
+    return {label: resource_penalty(c, target) for label, c in switched.items()}
 
 
 def centred(grad: Tensor) -> Tensor:
@@ -248,8 +254,8 @@ class ProximalSearch:
         cfg = self.config
         picks = proximal_step(alpha)
         grads = self.accuracy_gradient(net, picks, batch)
-        total, switched = switched_costs(self.cost, picks)
-        resource = resource_gradient(switched, total, target)
+        _, switched = switched_costs(self.cost, picks)
+        resource = resource_gradient(switched, target)
         return box_project(
             {
                 label: alpha[label]
