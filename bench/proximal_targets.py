@@ -6,9 +6,12 @@ MAC targets geometrically over the space's cost range (``cost_range``, from the 
 (``nasbench.counting.count``), their ratio, whether it is within +-20%, the step it was reached at, and the
 expected cost of the alphas at that step. The issue's bar: within +-20% for at least 3 of 4 targets.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/proximal_targets.py --space tiny --data digits --supernet /tmp/prox-tiny
+    PYTHONPATH=$PWD .venv/bin/python -m nasbench train-supernet --space tiny --data digits --budget 2min \\
+        --out /tmp/prox-tiny
+    PYTHONPATH=$PWD .venv/bin/python bench/proximal_targets.py --space tiny --data digits --supernet /tmp/prox-tiny \\
+        --steps 30 --trace
     PYTHONPATH=$PWD .venv/bin/python bench/proximal_targets.py --space efficientnet --data digits \\
-        --train-budget 2steps --train-batch 2 --batch-size 2 --steps 20 --decisions 1
+        --train-budget 2steps --train-batch 2 --batch-size 2 --steps 20 --decisions 1 --trace
 """
 
 from __future__ import annotations
