@@ -4,10 +4,9 @@ What follows the paper:
 * continuous architecture parameters ``alpha`` per decision, kept in the box [0, 1] (NASP's C1);
 * the forward pass uses the *discrete* architecture given by the proximal step onto the one-hot set
   (NASP's C: one choice per decision, the current best, ``argmax alpha``);
-* the gradient of the whole objective, accuracy *and* model complexity, is taken at that discrete point
-  and updates the continuous parameters, which are then clipped back into their box
-  (``alpha <- prox_C1(alpha - lr * grad)``). NASP's complexity regulariser, which weights each candidate
-  by its size, enters the same update with its gradient taken at the same discrete point;
+* the gradient is taken at that discrete point and updates the continuous parameters, which are then
+  clipped back into their box (``alpha <- prox_C1(alpha - lr * grad)``);
+* a model-complexity term joins the validation loss in that objective (NASP's regulariser on size);
 * weight steps (training split) and architecture steps (validation split) alternate.
 
 What is adapted, and why:
@@ -36,8 +35,8 @@ What is adapted, and why:
 * Each decision's gradient is centred (its mean over the choices removed, ``centred``): only differences
   between a decision's entries change its argmax, and the common part would push whole rows into a wall
   of the box, where ties, not gradients, would pick the choice.
-* The discrete arch flips between neighbours of the target rather than settling on it. The arch a target
-  reports (``choose_final``) is the last discrete arch it visited within ``tolerance`` of its target (the
+* The discrete arch may still leave its target for a while (the accuracy term, or several switches in
+  one step). The arch a target reports (``choose_final``) is the last discrete arch it visited within ``tolerance`` of its target (the
   most fine-tuned one on target), else the visited one closest to it in log cost.
 * The supernet arrives pre-trained (sandwich rule); each target fine-tunes its own *copy* of the weights so
   the shared supernet that every searcher's records are evaluated with stays untouched.
