@@ -36,8 +36,9 @@ What is adapted, and why:
   between a decision's entries change its argmax, and the common part would push whole rows into a wall
   of the box, where ties, not gradients, would pick the choice.
 * The discrete arch may still leave its target for a while (the accuracy term, or several switches in
-  one step). The arch a target reports (``choose_final``) is the last discrete arch it visited within ``tolerance`` of its target (the
-  most fine-tuned one on target), else the visited one closest to it in log cost.
+  one step). The arch a target reports (``choose_final``) is the last discrete arch it visited within
+  ``tolerance`` of its target (the most fine-tuned one on target), else the visited one closest to it in
+  log cost.
 * The supernet arrives pre-trained (sandwich rule); each target fine-tunes its own *copy* of the weights so
   the shared supernet that every searcher's records are evaluated with stays untouched.
 * Several targets, spaced geometrically between the smallest and the largest architecture's cost, give
