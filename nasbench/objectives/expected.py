@@ -199,3 +199,26 @@ def expected_latency(space: SearchSpace, table, *, corrected: bool = True) -> Ex
         num_classes=table.num_classes,
         resolutions=table.resolutions,
     )
+
+
+def switched_costs(cost: ExpectedCost, picks: Mapping[str, int]) -> tuple[float, dict[str, torch.Tensor]]:
+    """The cost of one discrete arch and, per dimension d, the cost of that arch with d switched to each of
+    its choices (a vector over ``cost.choices[d]``; its entry at ``picks[d]`` is the arch's own cost).
+
+    ``picks`` gives each dimension's choice *index* into ``cost.choices``. The expectation is linear in each
+    dimension's probability vector, so at the one-hot point ``E(p_d = e_i) = E + dE/dp_{d,i} - dE/dp_{d,picks[d]}``:
+    one backward gives every vector, exactly (a dimension that does not change the arch, such as a layer
+    beyond its stage's depth, gets a constant vector).
+    """
+    leaves = {}
+    for label, choices in cost.choices.items():
+        v = torch.zeros(len(choices), dtype=torch.float64)
+        v[picks.get(label, 0)] = 1.0
+        leaves[label] = v.requires_grad_(True)
+    total = cost(leaves)
+    grads = torch.autograd.grad(total, list(leaves.values()))
+    base = float(total.detach())
+    out = {}
+    for label, g in zip(leaves, grads, strict=True):
+        out[label] = (base + g - g[picks.get(label, 0)]).detach()
+    return base, out

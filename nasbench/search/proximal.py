@@ -6,6 +6,7 @@ What follows the paper:
   (NASP's C: one choice per decision, the current best, ``argmax alpha``);
 * the gradient is taken at that discrete point and updates the continuous parameters, which are then
   clipped back into their box (``alpha <- prox_C1(alpha - lr * grad)``);
+* a model-complexity term joins the validation loss in that objective (NASP's regulariser on size);
 * weight steps (training split) and architecture steps (validation split) alternate.
 
 What is adapted, and why:
@@ -15,12 +16,29 @@ What is adapted, and why:
   ``z(alpha_d) = sum_i alpha_{d,i} * z_i`` where ``z_i`` are the logits of the discrete arch with d set to
   choice i. Its gradient at the one-hot point is ``dL/dalpha_{d,i} = <dL/dz, z_i>`` (``discrete_gradient``):
   one backward to the logits and one extra forward (no backward) per alternative.
-* To bound that cost, each architecture step updates a random subset of the decisions that are active in
-  the current discrete arch (layers beyond a stage's depth have no effect and get no accuracy gradient),
+* To bound that cost, each architecture step takes the accuracy gradient of a random subset of the
+  decisions that are active in the current discrete arch (layers beyond a stage's depth have no effect),
   like ProxylessNAS samples paths.
-* A resource term on the expected MACs or latency of the distribution ``p_d = alpha_d / sum(alpha_d)``
-  (differentiable, from ``nasbench.objectives``) pulls towards a target:
-  ``lambda * log(E[cost] / target)^2`` (a symmetric form of ProxylessNAS's multiplicative log penalty).
+* NASP's regulariser has a weight, not a target. We want one architecture per cost target, so the resource
+  term is ``log(C / T)^2`` (a symmetric form of ProxylessNAS's multiplicative log penalty) of the cost C
+  (MACs or latency) of the *discrete* arch, relaxed one decision at a time like the accuracy term:
+  ``R_d(alpha_d) = sum_i alpha_{d,i} log(c_{d,i} / T)^2`` with ``c_{d,i}`` the exact cost of the discrete
+  arch with d switched to choice i (``switched_costs``: all such vectors from one backward through the
+  per-layer cost tables). Its gradient is the penalty of each switched arch (``resource_gradient``): the
+  exact change a switch would make, which the cost tables give for free, where the accuracy term must
+  linearise. Linearising here too (``2 log(C / T) c_{d,i} / C``) favours the biggest jump in the right
+  direction, which on a coarse decision such as the resolution lands far past the target and back (the
+  discrete cost of an efficientnet target oscillated between 0.2x and 7x of it); the exact form favours
+  the switch that lands closest, and at the target favours staying. An earlier version put the penalty on
+  the expected cost of the normalised alphas: the expectation reached each target while the argmax of
+  near-uniform alphas sat at the cheapest or the dearest arch.
+* Each decision's gradient is centred (its mean over the choices removed, ``centred``): only differences
+  between a decision's entries change its argmax, and the common part would push whole rows into a wall
+  of the box, where ties, not gradients, would pick the choice.
+* The discrete arch may still leave its target for a while (the accuracy term, or several switches in
+  one step). The arch a target reports (``choose_final``) is the last discrete arch it visited within
+  ``tolerance`` of its target (the most fine-tuned one on target), else the visited one closest to it in
+  log cost.
 * The supernet arrives pre-trained (sandwich rule); each target fine-tunes its own *copy* of the weights so
   the shared supernet that every searcher's records are evaluated with stays untouched.
 * Several targets, spaced geometrically between the smallest and the largest architecture's cost, give
@@ -43,6 +61,7 @@ from torch import Tensor
 from nasbench.arch import Arch
 from nasbench.budget import BudgetClock
 from nasbench.counting import count
+from nasbench.objectives.expected import ExpectedCost, switched_costs
 from nasbench.search.base import RecordSink, SearchContext, Searcher
 from nasbench.spaces import SearchSpace
 
@@ -73,13 +92,44 @@ def discrete_gradient(grad_logits: Tensor, alternative_logits: Tensor) -> Tensor
 
 
 def probabilities(alpha: Alpha, floor: float = 1e-3) -> dict[str, Tensor]:
-    """The distribution the resource term sees: alpha normalised per decision (kept away from zero)."""
+    """alpha normalised per decision (kept away from zero): the distribution whose expected cost a record
+    reports beside the discrete arch's own cost."""
     return {label: (a.clamp_min(floor) / a.clamp_min(floor).sum()) for label, a in alpha.items()}
 
 
-def resource_penalty(expected_cost: Tensor, target: float) -> Tensor:
-    """``log(E[cost] / target)^2``: zero on target, symmetric in the ratio."""
-    return torch.log(expected_cost / target) ** 2
+def resource_penalty(cost: Tensor, target: float) -> Tensor:
+    """``log(cost / target)^2``: zero on target, symmetric in the ratio."""
+    return torch.log(cost / target) ** 2
+
+
+def resource_gradient(switched: dict[str, Tensor], target: float) -> dict[str, Tensor]:
+    """Gradient w.r.t. alpha of the resource term at the discrete arch, relaxed one decision at a time as
+    the accuracy term is: ``R_d(alpha_d) = sum_i alpha_{d,i} * log(c_{d,i} / T)^2`` with ``c_{d,i}`` the cost
+    of the arch with d switched to choice i (``switched``, from ``switched_costs``); so the gradient is the
+    penalty of each switched arch. It favours the choice that brings the arch *closest* to its target,
+    where the gradient of the penalty of a mixed cost (``2 log(C / T) c_{d,i} / C``) would favour the
+    biggest jump in the right direction, however far past the target it lands."""
+    return {label: resource_penalty(c, target) for label, c in switched.items()}
+
+
+def centred(grad: Tensor) -> Tensor:
+    """A decision's gradient less its mean over the choices: what changes which choice is largest.
+
+    The common part would only push every entry of alpha into the same wall of the box, where the
+    argmax is decided by ties (the first choice), not by the gradient."""
+    return grad - grad.mean()
+
+
+def choose_final(visits: list[Visit], target: float, tolerance: float) -> Visit | None:
+    """The arch a target reports: the last discrete arch visited within ``tolerance`` of ``target`` (the
+    latest, most fine-tuned point the proximal iteration reached on target), else the visited one closest
+    to it in log cost (the latest of equals)."""
+    if not visits:
+        return None
+    within = [v for v in visits if abs(v.cost / target - 1.0) <= tolerance]
+    if within:
+        return within[-1]
+    return min(reversed(visits), key=lambda v: abs(math.log(v.cost / target)))
 
 
 def geometric_targets(low: float, high: float, n: int) -> list[float]:
@@ -101,15 +151,36 @@ class ProximalConfig:
     resource_weight: float = 2.0  # lambda of the resource penalty
     record_every: int = 50  # also record the discrete arch every this many steps (if new)
     init_noise: float = 0.01  # seeded jitter of the uniform alpha initialisation (breaks argmax ties)
+    tolerance: float = 0.2  # a discrete arch within this relative distance of its target may be reported
+
+
+@dataclass(frozen=True)
+class Visit:
+    """The discrete architecture after one architecture step, with its exact cost and the expected cost of
+    the distribution ``probabilities(alpha)`` that produced it."""
+
+    step: int
+    arch: Arch
+    cost: float
+    expected_cost: float
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """One target's search: every discrete arch it passed through, in order, and the one it reports."""
+
+    index: int
+    target: float
+    visits: list[Visit]
+    final: Visit | None  # None when the budget ended the search before its first step
 
 
 class ProximalSearch:
     """Runs NASP for each cost target and reports the discrete architectures it reaches.
 
-    ``expected_cost(probs) -> Tensor`` is the differentiable expected MACs (or latency) of the product
-    distribution over the space's dimensions; ``report(arch, info)`` receives each discrete architecture
-    (the caller evaluates it with the shared supernet and writes the record); ``should_stop()`` lets the
-    budget end the search between steps.
+    ``cost`` is the per-layer cost model of the space (``nasbench.objectives.expected``: MACs or latency);
+    its dimensions (``cost.choices``) are the decisions searched. ``should_stop()`` lets the budget end a
+    target's search between steps.
     """
 
     def __init__(
@@ -118,17 +189,17 @@ class ProximalSearch:
         supernet: torch.nn.Module,
         train_data: Any,
         val_data: Any,
-        expected_cost: Callable[[dict[str, Tensor]], Tensor],
+        cost: ExpectedCost,
         *,
         config: ProximalConfig,
         seed: int,
     ):
         self.space, self.supernet, self.config = space, supernet, config
         self.train_data, self.val_data = train_data, val_data
-        self.expected_cost = expected_cost
+        self.cost = cost
         self.rng = random.Random(seed)
         self.seed = seed
-        self.dims = {d.label: d.choices for d in space.dimensions()}
+        self.dims = dict(cost.choices)
 
     def init_alpha(self, index: int) -> Alpha:
         gen = torch.Generator().manual_seed(self.seed * 1000 + index)
@@ -137,35 +208,33 @@ class ProximalSearch:
             for label, choices in self.dims.items()
         }
 
-    def discrete(self, alpha: Alpha) -> Arch:
-        picks = proximal_step(alpha)
+    def decode(self, picks: dict[str, int]) -> Arch:
         return self.space.decode({label: self.dims[label][i] for label, i in picks.items()})
 
-    def search_target(self, index: int, target: float, report: Callable, should_stop: Callable[[], bool]) -> None:
+    def discrete(self, alpha: Alpha) -> Arch:
+        return self.decode(proximal_step(alpha))
+
+    def visit(self, step: int, alpha: Alpha) -> Visit:
+        arch = self.discrete(alpha)
+        return Visit(step, arch, self.cost.exact(arch), float(self.cost(probabilities(alpha))))
+
+    def search_target(self, index: int, target: float, should_stop: Callable[[], bool]) -> TargetRun:
+        """Fine-tune a copy of the supernet while moving ``alpha`` towards ``target``; the reported arch is
+        ``choose_final`` of the discrete archs visited."""
         cfg = self.config
         net = copy.deepcopy(self.supernet).train()
         optimizer = torch.optim.SGD(net.parameters(), lr=cfg.weight_lr, momentum=0.9, nesterov=True)
         alpha = self.init_alpha(index)
         gen = torch.Generator().manual_seed(self.seed * 7919 + index)
         train_iter, val_iter = self.batches(self.train_data, gen), self.batches(self.val_data, gen)
-        seen: set[str] = set()
-
-        def emit(step: int) -> None:
-            arch = self.discrete(alpha)
-            if arch.id not in seen:
-                seen.add(arch.id)
-                expected = float(self.expected_cost(probabilities(alpha)))
-                report(arch, {"target": target, "target_index": index, "step": step, "expected_cost": expected})
-
-        step = 0
+        visits: list[Visit] = []
         for step in range(1, cfg.steps + 1):
             if should_stop():
                 break
             self.weight_step(net, optimizer, self.discrete(alpha), next(train_iter))
             alpha = self.arch_step(net, alpha, target, next(val_iter))
-            if step % cfg.record_every == 0:
-                emit(step)
-        emit(step)  # the arch the target ended on, also when the budget cut it short
+            visits.append(self.visit(step, alpha))
+        return TargetRun(index, target, visits, choose_final(visits, target, cfg.tolerance))
 
     def batches(self, data: Any, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
         """Endless batches at the space's largest resolution (resized per arch in the steps)."""
@@ -181,35 +250,43 @@ class ProximalSearch:
         optimizer.step()
 
     def arch_step(self, net: torch.nn.Module, alpha: Alpha, target: float, batch) -> Alpha:
+        """One proximal step: both gradients at the discrete arch, per decision centred, then the box."""
         cfg = self.config
-        x, y = batch
         picks = proximal_step(alpha)
-        arch = self.discrete(alpha)
+        grads = self.accuracy_gradient(net, picks, batch)
+        _, switched = switched_costs(self.cost, picks)
+        resource = resource_gradient(switched, target)
+        return box_project(
+            {
+                label: alpha[label]
+                - cfg.arch_lr * centred(grads.get(label, 0.0) + cfg.resource_weight * resource[label])
+                for label in alpha
+            }
+        )
+
+    def accuracy_gradient(self, net: torch.nn.Module, picks: dict[str, int], batch) -> dict[str, Tensor]:
+        """``discrete_gradient`` of the validation loss for a random subset of the active decisions."""
+        x, y = batch
+        arch = self.decode(picks)
         net.set_active(arch)
         with torch.no_grad():
             logits = net(resize(x, arch.resolution))
         logits.requires_grad_(True)
         (grad_logits,) = torch.autograd.grad(F.cross_entropy(logits, y), logits)
-        grads = {label: torch.zeros_like(a) for label, a in alpha.items()}
+        grads = {}
         for label in self.sample_decisions(arch):
             alternatives = []
-            for i, value in enumerate(self.dims[label]):
+            for i in range(len(self.dims[label])):
                 if i == picks[label]:
                     alternatives.append(logits.detach())
                     continue
-                choice = {lab: self.dims[lab][j] for lab, j in picks.items()} | {label: value}
-                alt = self.space.decode(choice)
+                alt = self.decode(picks | {label: i})
                 net.set_active(alt)
                 with torch.no_grad():
                     alternatives.append(net(resize(x, alt.resolution)))
-            grads[label] = discrete_gradient(grad_logits, torch.stack(alternatives)).to(alpha[label].dtype)
+            grads[label] = discrete_gradient(grad_logits, torch.stack(alternatives)).to(torch.float64)
         net.set_active(arch)
-        # the resource term's gradient reaches every decision through the expected cost
-        leaves = {label: a.detach().clone().requires_grad_(True) for label, a in alpha.items()}
-        penalty = cfg.resource_weight * resource_penalty(self.expected_cost(probabilities(leaves)), target)
-        penalty.backward()
-        stepped = {label: alpha[label] - cfg.arch_lr * (grads[label] + leaves[label].grad) for label in alpha}
-        return box_project(stepped)
+        return grads
 
     def sample_decisions(self, arch: Arch) -> list[str]:
         """A random subset of the decisions that matter for ``arch`` (layers that run, global choices)."""
@@ -245,8 +322,11 @@ def cost_range(space: SearchSpace, cost: Callable[[Arch], float], n: int) -> lis
 
 class ProximalSearcher(Searcher):
     """``ProximalSearch`` behind the searcher protocol: targets spread over the space's cost range (capped
-    at a ``--max-macs`` / ``--max-latency`` limit), each given an equal share of a time budget; every
-    discrete architecture a target reaches is evaluated with the shared supernet and recorded once.
+    at a ``--max-macs`` / ``--max-latency`` limit), each given an equal share of a time budget. After each
+    target, its reported arch (``extra["final"]`` true) and then its discrete arch every ``record_every``
+    steps are evaluated with the shared supernet and recorded, each arch once. Every record's ``extra`` holds
+    ``target``, ``cost`` (the discrete arch's exact cost), ``expected_cost`` (under the alphas that gave
+    it), ``cost_objective`` (``macs`` or ``latency``), ``within_tolerance``, ``target_index`` and ``step``.
     Searches under latency when it is an objective and a predictor is given, else under MACs."""
 
     name = "proximal"
@@ -256,24 +336,21 @@ class ProximalSearcher(Searcher):
 
         steps = int(ctx.options.get("proximal_steps", ProximalConfig.steps))
         if "latency" in ctx.objectives and ctx.predictor is not None:
-            expected, cost, limit = expected_latency(ctx.space, ctx.predictor), ctx.predictor.predict, "latency"
+            cost_model, cost, objective = expected_latency(ctx.space, ctx.predictor), ctx.predictor.predict, "latency"
         else:
-            expected, limit = expected_macs(ctx.space, ctx.num_classes), "macs"
+            cost_model, objective = expected_macs(ctx.space, ctx.num_classes), "macs"
 
             def cost(arch: Arch) -> float:
                 return count(arch, ctx.num_classes).macs
 
         targets = cost_range(ctx.space, cost, int(ctx.options.get("proximal_targets", 4)))
-        if limit in ctx.limits:
-            targets = [min(t, ctx.limits[limit]) for t in targets]
+        if objective in ctx.limits:
+            targets = [min(t, ctx.limits[objective]) for t in targets]
         config = ProximalConfig(steps=steps, record_every=max(1, steps // 4))
-        algorithm = ProximalSearch(ctx.space, ctx.supernet, ctx.train, ctx.val, expected, config=config, seed=ctx.seed)
+        algorithm = ProximalSearch(
+            ctx.space, ctx.supernet, ctx.train, ctx.val, cost_model, config=config, seed=ctx.seed
+        )
         share = clock.budget.amount / len(targets)
-
-        def report(arch: Arch, info: dict) -> None:
-            if not sink.evaluated(arch):
-                sink.evaluate(ctx.evaluate, arch, extra=info)
-
         for index, target in enumerate(targets):
             if clock.exhausted:
                 break
@@ -281,4 +358,35 @@ class ProximalSearcher(Searcher):
             def should_stop(index: int = index) -> bool:
                 return clock.exhausted or (clock.budget.is_time and clock.spent > share * (index + 1))
 
-            algorithm.search_target(index, target, report, should_stop)
+            run = algorithm.search_target(index, target, should_stop)
+            for visit, final in records_of(run, config.record_every):
+                if clock.exhausted:
+                    break
+                if not sink.evaluated(visit.arch):
+                    sink.evaluate(ctx.evaluate, visit.arch, extra=visit_extra(run, visit, final, objective, config))
+
+
+def records_of(run: TargetRun, every: int) -> list[tuple[Visit, bool]]:
+    """What a target records, in order: its reported arch, then its discrete arch every ``every`` steps
+    and at its last step (each arch once)."""
+    if run.final is None:
+        return []
+    out, seen = [(run.final, True)], {run.final.arch.id}
+    for i, visit in enumerate(run.visits):
+        if (visit.step % every == 0 or i == len(run.visits) - 1) and visit.arch.id not in seen:
+            seen.add(visit.arch.id)
+            out.append((visit, False))
+    return out
+
+
+def visit_extra(run: TargetRun, visit: Visit, final: bool, objective: str, config: ProximalConfig) -> dict:
+    return {
+        "target": run.target,
+        "target_index": run.index,
+        "step": visit.step,
+        "cost": visit.cost,
+        "expected_cost": visit.expected_cost,
+        "cost_objective": objective,
+        "final": final,
+        "within_tolerance": abs(visit.cost / run.target - 1.0) <= config.tolerance,
+    }
