@@ -30,6 +30,10 @@ class CoverageSampler:
         self.counts: dict[str, dict[str, int]] = defaultdict(dict)
 
     def sample(self) -> Arch:
+        return self.space.decode(self.draw())
+
+    def draw(self) -> dict[str, Any]:
+        """The next choice of every dimension (``sample`` decodes them into an ``Arch``)."""
         picks = {}
         for label, choices in self.dims.items():
             if not self.cycles[label]:
@@ -37,7 +41,7 @@ class CoverageSampler:
                 self.rng.shuffle(order)
                 self.cycles[label] = order
             picks[label] = choices[self.cycles[label].pop()]
-        return self.space.decode(picks)
+        return picks
 
     def count(self, arch: Arch) -> None:
         """Add the choices ``arch`` exercises to ``counts`` (see ``trained_choices``)."""
