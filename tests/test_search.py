@@ -106,6 +106,9 @@ def test_killed_search_resumes_without_losing_or_repeating_evaluations(tmp_path)
         (["--budget", "6trials", "--searcher", "grid"], "unknown searcher grid"),
         (["--budget", "2min", "--objectives", "acc,latency"], "--latency-table"),
         (["--budget", "6trials", "--train-budget", None], "--train-budget"),
+        (["--budget", "6trials", "--device", "tpu"], "--device 'tpu' is not a device"),
+        (["--budget", "6trials", "--device", "cpu:3"], "only cpu and cuda"),
+        (["--budget", "6trials", "--gpus-per-trial", "1.5"], "--gpus-per-trial"),
     ],
 )
 def test_bad_search_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
@@ -145,3 +148,15 @@ def test_nsga2_receives_constraint_values_in_a_real_search(tmp_path):
         assert (t.constraints["macs"] > 0) == (r.status == "infeasible") == (r.macs > limit)
         if r.status == "infeasible":
             assert t.values[0] == json.loads(r.extra)["acc_measured"] and "macs over its limit" in r.error
+
+
+def test_device_is_a_stored_setting_and_trials_share_a_gpu_on_cuda():
+    import torch
+
+    from nasbench.search.orchestrate import SearchConfig, search_config, trial_resources
+
+    config = search_config({"space": "tiny", "data": "digits", "budget": "6trials", "device": "cpu"})
+    assert config.device == "cpu" and SearchConfig("tiny", "digits", "1min").device is None  # None: auto
+    assert trial_resources(torch.device("cpu"), 4) == {"cpu": 1}
+    assert trial_resources(torch.device("cuda"), 4) == {"cpu": 1, "gpu": 0.25}
+    assert trial_resources(torch.device("cuda:1"), 4, 0.5) == {"cpu": 1, "gpu": 0.5}

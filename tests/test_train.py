@@ -299,6 +299,11 @@ def test_time_budget_becomes_a_saved_step_count(tmp_path, space, digits):
     assert plan["total_steps"] == result.steps >= 1 and plan["step_seconds"] > 0
     assert environment["channels_last"] is True and environment["autocast"] == "off (float32)"
     assert "device-hours of the CPU" in result.note
+    # what the budget was charged covers the steps, and is the session's wall time, not more or less
+    spent = json.loads((tmp_path / "timed" / "train_result.json").read_text())
+    assert spent["session_seconds"] <= spent["session_spent"] <= spent["spent"]
+    assert abs(spent["session_spent"] - spent["session_wall_seconds"]) <= 0.1 * spent["session_wall_seconds"]
+    assert "warm-up steps" in plan["how"]
     again = train_supernet(space, digits, budget, tmp_path / "timed", config=config, resume=True, progress=False)
     assert again.steps == result.steps and again.resumed_at == result.steps
 
@@ -368,6 +373,17 @@ def test_step_plans_from_steps_epochs_and_time_leave_the_task_untouched():
     assert all(torch.equal(after["model"][k], v) for k, v in before["model"].items())
     assert torch.equal(after["batches"], before["batches"]) and torch.equal(torch.get_rng_state(), draw_state)
     assert after["optimizer"]["state"] == {} and all(p.grad is None for p in task.model.parameters())
+
+
+def test_a_time_budget_is_planned_from_warm_steps_not_cold_ones(monkeypatch):
+    """A GPU's first steps pay per-shape set-up: 10 s, 6 s, then 1 s a step. The warm-up runs them untimed
+    until two steps' time matches the two before's, so the plan divides by 1 s, not by a cold mean."""
+    scripted = iter([10.0, 6.0, 1.0, 1.0, 1.0, 1.0] + [1.0] * 10)
+    monkeypatch.setattr(steps, "_timed_step", lambda task, device, i, total: next(scripted))
+    clock = BudgetClock(parse_budget("1min"))
+    plan = plan_steps(TinyTask(), parse_budget("1min"), clock, 5)
+    assert plan.step_seconds == 1.0 and plan.total_steps == int(60 * 0.95)
+    assert "after 6 warm-up steps and timing 2 steps" in plan.how
 
 
 def test_step_loop_checkpoints_on_the_interval_and_at_the_end(tmp_path, monkeypatch):

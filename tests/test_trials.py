@@ -27,6 +27,7 @@ import optuna
 import pandas as pd
 import psutil
 import pytest
+import torch
 
 import nasbench
 from nasbench.budget import TRIALS, WALL_TIME, Budget, BudgetClock
@@ -36,6 +37,7 @@ from nasbench.engines.ray_tune import RayWorkers, get_shared, put_shared, ray_se
 from nasbench.runs import Record, RunDir
 from nasbench.search import registry
 from nasbench.search.base import RecordSink, SearchContext
+from nasbench.search.orchestrate import trial_resources
 from nasbench.search.trials import TrialDriver, default_study_name
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -93,16 +95,34 @@ class Factory:
         return Evaluator(self.log, self.fail_mod, self.sleep_s, scale)
 
 
+class GpuProbe(Factory):
+    """The same evaluator, whose records also say what Ray gave the trial: its GPU share and GPU ids."""
+
+    def __call__(self):
+        evaluate = super().__call__()
+
+        def probe(arch):
+            import ray  # in the worker: the test reads what the trial was given, as Ray sees it
+
+            assigned = ray.get_runtime_context().get_assigned_resources()
+            gpu = sum(v for k, v in assigned.items() if k == "GPU" or k.startswith("GPU_group_"))
+            ids = [str(i) for i in ray.get_gpu_ids()]
+            return {**evaluate(arch), "gpu_share": gpu, "gpu_ids": ids, "visible": os.environ["CUDA_VISIBLE_DEVICES"]}
+
+        return probe
+
+
 def search(space, run, sampler="random", budget=Budget(TRIALS, 4), *, limits=None, concurrency=2, **kw):
     """Run a registered trial searcher on Ray workers into ``run``; returns its log folder and records."""
     log = run.path / f"log-{sampler}"
     log.mkdir(parents=True, exist_ok=True)
-    factory = Factory(log, kw.pop("fail_mod", 0), kw.pop("sleep_s", 0.0), kw.pop("shared", None))
+    make, resources = (GpuProbe if kw.pop("probe_gpus", False) else Factory), kw.pop("resources", None)
+    factory = make(log, kw.pop("fail_mod", 0), kw.pop("sleep_s", 0.0), kw.pop("shared", None))
     clock = BudgetClock(budget, spent_before=float(kw.pop("spent", 0.0)))
     ctx = SearchContext(
         space=space, num_classes=10, objectives=("acc", "macs"), limits=dict(limits or {}), seed=0,
         evaluate=None, study_file=run.optuna_db,
-        workers=RayWorkers(factory, run.tune_dir, concurrency=concurrency),
+        workers=RayWorkers(factory, run.tune_dir, concurrency=concurrency, resources_per_trial=resources),
     )  # fmt: skip
     sink = RecordSink(run, sampler, seed=0, num_classes=10, objectives=ctx.objectives, limits=ctx.limits, clock=clock)
     try:
@@ -384,8 +404,19 @@ def test_ray_cluster_on_loopback_with_a_time_budget(space, tmp_path):
 
 @pytest.fixture(scope="module")
 def shared_ray(tmp_path_factory):
-    with ray_session(tmp_path_factory.mktemp("ray")):
+    with ray_session(tmp_path_factory.mktemp("ray"), num_gpus=1):  # declared: trials may ask for shares of it
         yield
+
+
+def test_trials_on_cuda_ask_ray_for_a_share_of_the_one_gpu(space, tmp_path, shared_ray):
+    resources = trial_resources(torch.device("cuda"), concurrency=2)  # what the search asks for on CUDA
+    with new_run(tmp_path / "gpu") as run:
+        log, records, _ = search(space, run, "random", Budget(TRIALS, 4), resources=resources, probe_gpus=True)
+    check_records(records, "random")
+    assert len(records) == 4 and {r["extra"]["gpu_share"] for r in records} == {0.5}
+    assert {tuple(r["extra"]["gpu_ids"]) for r in records} == {("0",)}  # both workers on the one GPU
+    assert {r["extra"]["visible"] for r in records} == {"0"}  # a worker's cuda is the GPU Ray gave it
+    check_one_build_per_worker(log, records)
 
 
 @pytest.mark.parametrize("sampler", optuna_study.SAMPLERS)

@@ -11,13 +11,16 @@ import json
 import math
 import sys
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
 from nasbench.errors import NasbenchError
+
+if TYPE_CHECKING:
+    import torch
 
 console = Console()
 err_console = Console(stderr=True)  # progress bars: stdout stays clean for --json
@@ -59,6 +62,19 @@ def interrupt_hint(hint: str) -> None:
 def json_option(help: str = "Print machine-readable JSON instead of tables.") -> Any:
     """The ``--json`` option every command takes."""
     return typer.Option(False, "--json", help=help)
+
+
+def device_option() -> Any:
+    """The ``--device`` option of every command that trains or evaluates (None: CUDA when there is one)."""
+    return typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when there is one, else cpu).")
+
+
+def parse_device(text: str | None) -> torch.device:
+    """``--device`` as a torch device, checked (``nasbench.training.state.resolve_device``: the one rule,
+    which the Python API applies too). Imports torch, so call it inside a command."""
+    from nasbench.training.state import resolve_device
+
+    return resolve_device(text)
 
 
 def emit_json(data: Any) -> None:

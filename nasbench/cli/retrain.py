@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from nasbench.cli.common import console, emit_json, interrupt_hint, json_option
+from nasbench.cli.common import console, device_option, emit_json, interrupt_hint, json_option, parse_device
 
 app = typer.Typer()
 DEFAULT_EPOCHS = 20  # retrain.run.DEFAULT_EPOCHS (a test keeps them equal; that module imports torch)
@@ -27,7 +27,7 @@ def retrain_command(
     ),
     parallel: int = typer.Option(1, "--parallel", help="Models trained at once as Ray Tune trials (1: in process)."),
     ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster (with --parallel)."),
-    device: str = typer.Option(None, "--device", help="cpu or cuda (default: cuda when there is one)."),
+    device: str = device_option(),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (on stderr)."),
     as_json: bool = json_option("Print the report as JSON."),
 ) -> None:
@@ -38,6 +38,7 @@ def retrain_command(
     from nasbench.retrain.run import resolve_budget, retrain_run
 
     interrupt_hint(f"run the same command again to resume {run}")
+    dev = str(parse_device(device))  # checked before anything is read or written
     names = [n.strip() for n in baselines.split(",") if n.strip()] if baselines is not None else None
     report = retrain_run(
         run,
@@ -45,7 +46,7 @@ def retrain_command(
         budget=resolve_budget(budget, epochs),
         baselines=names,
         parallel=parallel,
-        device=device,
+        device=dev,
         ray_address=ray_address,
         progress=progress,
     )

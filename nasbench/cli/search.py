@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from nasbench.budget import parse_shares
-from nasbench.cli.common import console, interrupt_hint, json_option
+from nasbench.cli.common import console, device_option, interrupt_hint, json_option
 from nasbench.cli.runs import show_front
 
 app = typer.Typer()
@@ -37,6 +37,10 @@ def search(
     proximal_steps: int = typer.Option(None, "--proximal-steps", help="Proximal steps per target (default 200)."),
     concurrency: int = typer.Option(None, "--concurrency", help="Trials at once (default 2)."),
     ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster, e.g. 10.0.0.1:6379."),
+    device: str = device_option(),
+    gpus_per_trial: float = typer.Option(
+        None, "--gpus-per-trial", help="On CUDA, each Ray trial's share of a GPU (default 1 / --concurrency)."
+    ),
     as_json: bool = json_option("Print the front as JSON at the end."),
 ) -> None:
     """Train a supernet and search it under the budget; prints the Pareto front and the plot's path."""
@@ -59,6 +63,8 @@ def search(
         "proximal_steps": proximal_steps,
         "concurrency": concurrency,
         "ray_address": ray_address,
+        "device": device,
+        "gpus_per_trial": gpus_per_trial,
     }
     config = search_config(given, resume=resume)
     folder = resume or out

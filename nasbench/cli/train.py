@@ -10,13 +10,11 @@ import typer
 from rich.table import Table
 
 from nasbench.budget import parse_budget
-from nasbench.cli.common import console, emit_json, interrupt_hint, json_option
+from nasbench.cli.common import console, device_option, emit_json, interrupt_hint, json_option, parse_device
 from nasbench.diffing import merge_resumed
 from nasbench.errors import NasbenchError
 
 if TYPE_CHECKING:
-    import torch
-
     from nasbench.spaces import SearchSpace
     from nasbench.training import TrainConfig
     from nasbench.training.loop import TrainResult
@@ -66,7 +64,7 @@ def train_supernet_command(
     checkpoint_every: int = RECIPE["checkpoint_every"],
     bn_batches: int = RECIPE["bn_batches"],
     val_fraction: float = RECIPE["val_fraction"],
-    device: str = typer.Option(None, "--device", help="cpu or cuda[:N] (default: cuda when there is one)."),
+    device: str = device_option(),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (on stderr)."),
     as_json: bool = json_option("Print the evaluation as JSON."),
@@ -131,7 +129,7 @@ def _train_and_evaluate(
 
     space = load_space(args["space"])
     budget = parse_budget(args["budget"])
-    dev = _device(device)
+    dev = parse_device(device)
     if threads is not None:
         if threads < 1:
             raise NasbenchError(f"--threads must be at least 1, got {threads}")
@@ -155,22 +153,6 @@ def _train_and_evaluate(
     summary["note"] = result.note
     write_json(out / EVAL_FILE, summary)
     return summary
-
-
-def _device(device: str | None) -> torch.device | None:
-    import torch
-
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise NasbenchError(f"--device {device!r} is not a device; use cpu or cuda[:N]") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NasbenchError(f"--device {device}: no CUDA device is available here; use cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise NasbenchError(f"--device {device}: only cpu and cuda are supported")
-    return dev
 
 
 def _evaluate_extremes(result: TrainResult, space: SearchSpace, config: TrainConfig, seed: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from nasbench.cli.common import console, emit_json, json_option
+from nasbench.cli.common import console, device_option, emit_json, json_option, parse_device
 from nasbench.textfmt import human_count
 
 export_app = typer.Typer()
@@ -34,12 +34,14 @@ def export(
     zoo: Path = ZOO_OPT,
     onnx: bool = typer.Option(False, "--onnx", help="Also write model.onnx, checked with onnxruntime."),
     force: bool = typer.Option(False, "--force", help="Replace an existing entry of that name."),
+    device: str = device_option(),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Export one architecture of a run to the zoo: arch.json, weights, card (and ONNX)."""
     from nasbench.zoo.export import export_arch
 
-    entry = export_arch(run, arch, name, zoo=zoo, onnx=onnx, force=force)
+    dev = parse_device(device)
+    entry = export_arch(run, arch, name, zoo=zoo, onnx=onnx, force=force, device=str(dev))
     if as_json:
         emit_json({"path": str(entry.path), **entry.summary(), "card": entry.card})
         return

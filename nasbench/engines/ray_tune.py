@@ -50,10 +50,13 @@ SOCKET_SUFFIX_BYTES = 70  # "/session_YYYY-mm-dd_HH-MM-SS_ffffff_<pid>/sockets/p
 
 
 @contextmanager
-def ray_session(temp_dir: Path, address: str | None = None) -> Iterator[None]:
+def ray_session(temp_dir: Path, address: str | None = None, *, num_gpus: int | None = None) -> Iterator[None]:
     """Ray for the duration of the block: a private local one with its temp files in ``temp_dir`` (a run's
     ``ray_tmp/``), none of whose processes outlive the block (nor the driver, if it is killed), or a
-    connection to the cluster at ``address``, left running. Inside an open session this does nothing."""
+    connection to the cluster at ``address``, left running. Inside an open session this does nothing.
+
+    ``num_gpus`` declares a local session's GPUs (None: Ray counts the machine's); a cluster declares its
+    own. Declaring one where there is none lets a test read the GPU shares trials ask for."""
     if ray.is_initialized():
         yield
         return
@@ -71,7 +74,8 @@ def ray_session(temp_dir: Path, address: str | None = None) -> Iterator[None]:
     alias = _short_alias(temp_dir)
     reaper = _start_reaper(alias)
     try:
-        ray.init(address="local", num_cpus=cpu_count(), _temp_dir=str(alias or temp_dir), **quiet)
+        gpus = {} if num_gpus is None else {"num_gpus": num_gpus}
+        ray.init(address="local", num_cpus=cpu_count(), _temp_dir=str(alias or temp_dir), **gpus, **quiet)
         try:
             yield
         finally:
@@ -252,7 +256,8 @@ def run_trials(
     ``evaluator_factory`` must be picklable; each worker calls it once and evaluates its trials with the
     result (see ``nasbench.search.evaluator.evaluate_outcome``). ``max_trials`` bounds how many trials
     Tune starts (the driver may finish earlier). ``resources_per_trial`` is Tune's dict (``{"cpu": 1}``,
-    or ``{"gpu": 0.25}``). Workers chdir to their trial folder: paths must be absolute."""
+    or ``{"cpu": 1, "gpu": 0.25}``: four trials share a GPU, Ray setting each worker's
+    ``CUDA_VISIBLE_DEVICES``). Workers chdir to their trial folder: paths must be absolute."""
     if not ray.is_initialized():
         raise RuntimeError("run_trials needs an open ray_session")
     search = _DriverSearch(driver)

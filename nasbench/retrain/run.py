@@ -24,6 +24,7 @@ from nasbench.retrain.report import retrain_dir, write_report
 from nasbench.retrain.train import retrain_data, retrain_model
 from nasbench.runs import RunDir
 from nasbench.spaces import load_space
+from nasbench.training.state import resolve_device
 from nasbench.training.steps import progress_bar
 
 DEFAULT_EPOCHS = 20  # when neither --epochs nor --budget is given
@@ -74,7 +75,7 @@ def retrain_run(
     handle = RunDir.open(run)
     space = load_space(handle.config["space"])
     jobs = plan_jobs(handle, space, top, baselines)
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = str(resolve_device(device))
     settings = RetrainSettings(
         run_path=str(handle.path.resolve()),
         data=str(handle.config["data"]),
@@ -128,13 +129,14 @@ def train_in_parallel(jobs: list[Job], settings: RetrainSettings, *, parallel: i
     ``address``), through the Ray adapter's parallel map. Each trial checkpoints into the run folder
     itself, so repeating a killed command resumes every model and skips finished ones. The CPUs are
     shared evenly between the trials (each sets torch's threads to its share); with GPUs, each trial
-    asks for 1 / ``parallel`` of one."""
+    asks for 1 / ``parallel`` of one, and trains on the GPU Ray gives it (its ``cuda``)."""
     from nasbench.engines import ray_tune  # the only module that imports Ray
 
-    gpu = settings.device.startswith("cuda") and torch.cuda.is_available()
+    gpu = settings.device.startswith("cuda")
     threads = max(1, ray_tune.cpu_count() // parallel)
     resources = {"gpu": 1.0 / parallel} if gpu else {"cpu": threads}
-    worker = _TrainOne(RetrainSettings(**{**settings.__dict__, "threads": threads}))
+    device = "cuda" if gpu else settings.device
+    worker = _TrainOne(RetrainSettings(**{**settings.__dict__, "threads": threads, "device": device}))
     root = retrain_dir(settings.run_path)
     results = ray_tune.parallel_map(
         worker, jobs, parallel=parallel, resources=resources,

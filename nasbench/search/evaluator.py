@@ -38,6 +38,8 @@ class EvalSettings:
     seed: int = 0  # picks the calibration batches: the same for every arch of a run
     val_fraction: float = 0.1  # share of the training split held out for validation (as in training)
     data_seed: int = 0  # seeds that split (the run's seed)
+    channels_last: bool = True  # the supernet training's memory format (TrainConfig.channels_last)
+    bf16: bool = True  # the supernet training's autocast: bf16 on CUDA; the CPU runs float32 regardless
 
 
 class SupernetEvaluator:
@@ -59,7 +61,15 @@ class SupernetEvaluator:
         latency = float(self.predict_latency(arch)) if self.predict_latency else math.nan
         s = self.settings
         result = evaluate(
-            self.supernet, arch, self.train, self.val, bn_batches=s.bn_batches, batch_size=s.batch_size, seed=s.seed
+            self.supernet,
+            arch,
+            self.train,
+            self.val,
+            bn_batches=s.bn_batches,
+            batch_size=s.batch_size,
+            seed=s.seed,
+            channels_last=s.channels_last,
+            bf16=s.bf16,
         )
         return {"acc": result.top1, "macs": cost.macs, "params": cost.params, "latency_pred_ms": latency}
 
@@ -91,12 +101,16 @@ class EvaluatorFactory:
     settings: EvalSettings
     get: Callable[[Any], Any] = identity  # resolves handles (e.g. ray_tune.get_shared); picklable
     predictor: Any = None  # a picklable latency predictor with ``predict(arch) -> ms``, or None
+    device: str = "cpu"  # where the worker evaluates; "cuda" is the GPU Ray gave the worker (its cuda:0)
 
     def __call__(self) -> SupernetEvaluator:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
         net = Supernet(self.space, self.num_classes)
         net.load_state_dict(self.get(self.weights))
+        net.to(device)
+        if self.settings.channels_last:
+            net.to(memory_format=torch.channels_last)
         dataset: ImageDataset = self.get(self.dataset)
         train, val = search_data(dataset, self.settings.val_fraction, self.settings.data_seed, device=device)
         predict = self.predictor.predict if self.predictor is not None else None
-        return SupernetEvaluator(net.to(device), train, val, self.settings, predict)
+        return SupernetEvaluator(net, train, val, self.settings, predict)

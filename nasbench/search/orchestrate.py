@@ -43,6 +43,7 @@ from nasbench.search.evaluator import EvalSettings, EvaluatorFactory, SupernetEv
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, train_supernet
 from nasbench.training.rundir import CONFIG_FILE as TRAIN_CONFIG_FILE
+from nasbench.training.state import resolve_device
 
 console = Console(stderr=True)
 FLAGS = {"searchers": "--searcher", "proximal_targets": "--targets"}  # settings whose flag is not their name
@@ -66,6 +67,8 @@ class SearchConfig:
     proximal_steps: int = 200  # weight/architecture step pairs per target
     concurrency: int = 2  # trials at once: 1 evaluates in this process, more on Ray workers
     ray_address: str | None = None
+    device: str | None = None  # cpu or cuda[:N]; None: CUDA when there is one (resolved on every resume)
+    gpus_per_trial: float | None = None  # a Ray trial's share of a GPU on CUDA; None: 1 / concurrency
 
     def check(self) -> None:
         registry.check(self.searchers)
@@ -77,6 +80,9 @@ class SearchConfig:
             )
         if self.concurrency < 1:
             raise NasbenchError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.gpus_per_trial is not None and not 0 < self.gpus_per_trial <= 1:
+            raise NasbenchError(f"--gpus-per-trial must be in (0, 1], got {self.gpus_per_trial}")
+        resolve_device(self.device)
 
     @property
     def limits(self) -> dict[str, float]:
@@ -98,7 +104,8 @@ def search(
     ``settings`` are ``nasbench search``'s other options with underscores: ``searchers`` (a tuple or
     ``"proximal,nsga2"``), ``objectives``, ``seed``, ``shares``, ``train_budget``, ``max_macs``,
     ``max_latency``, ``latency_table``, ``batch_size``, ``proximal_targets``, ``proximal_steps``,
-    ``concurrency``, ``ray_address``. With ``resume``, settings left out come from the run.
+    ``concurrency``, ``ray_address``, ``device``, ``gpus_per_trial``. With ``resume``, settings left out come
+    from the run.
     """
     config = search_config({"space": space, "data": data, "budget": budget, **settings}, resume=resume)
     run = run_search(config, out=Path(out) if out is not None else None, resume=Path(resume) if resume else None)
@@ -153,20 +160,23 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
     dataset = load_dataset(config.data)
     stored = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
     run = RunDir.resume(resume, stored) if resume else RunDir.create(stored, out=out)
+    device = resolve_device(config.device)
     with run:
-        console.print(f"[bold]run[/bold] {run.path}  ({space.name} on {dataset.name}, budget {config.budget})")
+        where = f"{space.name} on {dataset.name}, {device}, budget {config.budget}"
+        console.print(f"[bold]run[/bold] {run.path}  ({where})")
         console.print(f"[bold]phase 1/2[/bold] supernet training, budget {budgets['supernet']}")
         trained = train_supernet(
             space,
             dataset,
             budgets["supernet"],
             run.supernet_dir,
-            config=TrainConfig(batch_size=config.batch_size),
+            config=train_config(config),
             seed=config.seed,
+            device=device,
             resume=(run.supernet_dir / TRAIN_CONFIG_FILE).is_file(),
             origin=stored,
         )
-        note = device_note(budgets["search"], trained.supernet.stem.conv.weight.device.type)
+        note = device_note(budgets["search"], device.type)
         if note:
             console.print(f"[yellow]{note}")
         ctx = search_context(config, trained, dataset.num_classes, run)
@@ -178,6 +188,11 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
         paths = run.write_outputs(list(config.objectives), budget={"budget": config.budget, **spent}, notes=notes)
         console.print(f"[bold]done[/bold]: {len(run.records())} evaluations; front in {paths['pareto_csv']}")
     return run
+
+
+def train_config(config: SearchConfig) -> TrainConfig:
+    """The supernet's recipe in a search (its evaluation and the proximal steps run in the same layout)."""
+    return TrainConfig(batch_size=config.batch_size)
 
 
 def search_context(config: SearchConfig, trained: Any, num_classes: int, run: RunDir) -> SearchContext:
@@ -194,11 +209,15 @@ def search_context(config: SearchConfig, trained: Any, num_classes: int, run: Ru
         for line in latency.notes():
             console.print(f"[yellow]{line}")
         run.write_state({**run.read_state(), "latency": latency.record()})
-    settings = EvalSettings(val_fraction=TrainConfig().val_fraction, data_seed=config.seed)
+    recipe = train_config(config)
+    settings = EvalSettings(
+        val_fraction=recipe.val_fraction, data_seed=config.seed, channels_last=recipe.channels_last, bf16=recipe.bf16
+    )
     evaluate = SupernetEvaluator(
         trained.supernet, trained.train, trained.val, settings, predictor.predict if predictor else None
     )
     options = {k: getattr(config, k) for k in ("proximal_targets", "proximal_steps", "concurrency")}
+    options.update(channels_last=recipe.channels_last, bf16=recipe.bf16)
     return SearchContext(
         space=space,
         num_classes=num_classes,
@@ -218,13 +237,16 @@ def search_context(config: SearchConfig, trained: Any, num_classes: int, run: Ru
 @contextmanager
 def trial_workers(config: SearchConfig, ctx: SearchContext, run: RunDir, dataset: Any) -> Iterator[Any]:
     """Ray workers for the trial searchers when they run several at a time or on a cluster, else None
-    (they evaluate in this process). Ray starts here, before any searcher's clock does."""
+    (they evaluate in this process). Ray starts here, before any searcher's clock does. On CUDA each
+    trial asks Ray for a share of a GPU (``trial_resources``) and its worker evaluates on the GPU Ray
+    gives it, with its own copy of the supernet and data, built once per worker."""
     wanted = any(registry.searcher_class(n).uses_workers for n in config.searchers)
     if not wanted or (config.concurrency == 1 and not config.ray_address):
         yield None
         return
     from nasbench.engines import ray_tune  # the only module that imports Ray
 
+    device = resolve_device(config.device)
     with ray_tune.ray_session(run.ray_dir, config.ray_address):
         weights = {k: v.detach().cpu() for k, v in ctx.supernet.state_dict().items()}
         factory = EvaluatorFactory(
@@ -235,8 +257,18 @@ def trial_workers(config: SearchConfig, ctx: SearchContext, run: RunDir, dataset
             ctx.evaluate.settings,
             get=ray_tune.get_shared,
             predictor=ctx.predictor,
+            device=device.type,  # Ray picks the GPU: a worker sees its own as cuda:0
         )
-        yield ray_tune.RayWorkers(factory, run.tune_dir, concurrency=config.concurrency)
+        resources = trial_resources(device, config.concurrency, config.gpus_per_trial)
+        yield ray_tune.RayWorkers(factory, run.tune_dir, concurrency=config.concurrency, resources_per_trial=resources)
+
+
+def trial_resources(device: Any, concurrency: int, gpus_per_trial: float | None = None) -> dict[str, float]:
+    """What one Ray trial asks for: a CPU, and on CUDA a share of a GPU (``gpus_per_trial``, else
+    1 / ``concurrency``, so that ``concurrency`` trials share one GPU)."""
+    if device.type != "cuda":
+        return {"cpu": 1}
+    return {"cpu": 1, "gpu": gpus_per_trial or 1.0 / concurrency}
 
 
 def search_phase(run: RunDir, ctx: SearchContext, searchers: tuple[str, ...], budget: Budget) -> dict[str, str]:

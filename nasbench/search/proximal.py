@@ -64,6 +64,7 @@ from nasbench.counting import count
 from nasbench.objectives.expected import ExpectedCost, switched_costs
 from nasbench.search.base import RecordSink, SearchContext, Searcher
 from nasbench.spaces import SearchSpace
+from nasbench.training.sandwich import at_resolution, autocast
 
 Alpha = dict[str, Tensor]
 
@@ -152,6 +153,8 @@ class ProximalConfig:
     record_every: int = 50  # also record the discrete arch every this many steps (if new)
     init_noise: float = 0.01  # seeded jitter of the uniform alpha initialisation (breaks argmax ties)
     tolerance: float = 0.2  # a discrete arch within this relative distance of its target may be reported
+    channels_last: bool = True  # the supernet training's memory format (TrainConfig.channels_last)
+    bf16: bool = True  # the supernet training's autocast: bf16 on CUDA, float32 on CPU (TrainConfig.bf16)
 
 
 @dataclass(frozen=True)
@@ -200,13 +203,13 @@ class ProximalSearch:
         self.rng = random.Random(seed)
         self.seed = seed
         self.dims = dict(cost.choices)
+        self.device = next(supernet.parameters()).device  # alphas and every step's tensors live here
 
     def init_alpha(self, index: int) -> Alpha:
+        """Uniform alphas jittered by a CPU generator (the same draws on every device), on the device."""
         gen = torch.Generator().manual_seed(self.seed * 1000 + index)
-        return {
-            label: 0.5 + self.config.init_noise * torch.randn(len(choices), generator=gen, dtype=torch.float64)
-            for label, choices in self.dims.items()
-        }
+        noise = {label: torch.randn(len(c), generator=gen, dtype=torch.float64) for label, c in self.dims.items()}
+        return {label: (0.5 + self.config.init_noise * n).to(self.device) for label, n in noise.items()}
 
     def decode(self, picks: dict[str, int]) -> Arch:
         return self.space.decode({label: self.dims[label][i] for label, i in picks.items()})
@@ -240,13 +243,20 @@ class ProximalSearch:
         """Endless batches at the space's largest resolution (resized per arch in the steps)."""
         resolution = max(self.space.resolutions)
         while True:
-            yield from data.train_batches(self.config.batch_size, resolution, generator=gen)
+            yield from data.train_batches(
+                self.config.batch_size, resolution, generator=gen, channels_last=self.config.channels_last
+            )
+
+    def forward(self, net: torch.nn.Module, arch: Arch, x: Tensor) -> Tensor:
+        """``arch``'s logits in float32, run as the supernet trained: its memory format and autocast."""
+        with autocast(self.device, self.config.bf16):
+            return net(at_resolution(x, arch.resolution, self.config.channels_last)).float()
 
     def weight_step(self, net: torch.nn.Module, optimizer: torch.optim.Optimizer, arch: Arch, batch) -> None:
         x, y = batch
         net.set_active(arch)
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(net(resize(x, arch.resolution)), y).backward()
+        F.cross_entropy(self.forward(net, arch, x), y).backward()
         optimizer.step()
 
     def arch_step(self, net: torch.nn.Module, alpha: Alpha, target: float, batch) -> Alpha:
@@ -255,7 +265,7 @@ class ProximalSearch:
         picks = proximal_step(alpha)
         grads = self.accuracy_gradient(net, picks, batch)
         _, switched = switched_costs(self.cost, picks)
-        resource = resource_gradient(switched, target)
+        resource = {label: r.to(self.device) for label, r in resource_gradient(switched, target).items()}
         return box_project(
             {
                 label: alpha[label]
@@ -270,7 +280,7 @@ class ProximalSearch:
         arch = self.decode(picks)
         net.set_active(arch)
         with torch.no_grad():
-            logits = net(resize(x, arch.resolution))
+            logits = self.forward(net, arch, x)
         logits.requires_grad_(True)
         (grad_logits,) = torch.autograd.grad(F.cross_entropy(logits, y), logits)
         grads = {}
@@ -283,7 +293,7 @@ class ProximalSearch:
                 alt = self.decode(picks | {label: i})
                 net.set_active(alt)
                 with torch.no_grad():
-                    alternatives.append(net(resize(x, alt.resolution)))
+                    alternatives.append(self.forward(net, alt, x))
             grads[label] = discrete_gradient(grad_logits, torch.stack(alternatives)).to(torch.float64)
         net.set_active(arch)
         return grads
@@ -301,12 +311,6 @@ def is_active(label: str, arch: Arch, space: SearchSpace) -> bool:
         return True
     stage = next(i for i, s in enumerate(space.stages) if s.name == parts[0])
     return int(parts[1][1:]) <= arch.stages[stage].depth
-
-
-def resize(x: Tensor, resolution: int) -> Tensor:
-    if x.shape[-1] == resolution:
-        return x
-    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
 
 
 def cost_range(space: SearchSpace, cost: Callable[[Arch], float], n: int) -> list[float]:
@@ -346,7 +350,8 @@ class ProximalSearcher(Searcher):
         targets = cost_range(ctx.space, cost, int(ctx.options.get("proximal_targets", 4)))
         if objective in ctx.limits:
             targets = [min(t, ctx.limits[objective]) for t in targets]
-        config = ProximalConfig(steps=steps, record_every=max(1, steps // 4))
+        layout = {k: bool(ctx.options[k]) for k in ("channels_last", "bf16") if k in ctx.options}  # the training's
+        config = ProximalConfig(steps=steps, record_every=max(1, steps // 4), **layout)
         algorithm = ProximalSearch(
             ctx.space, ctx.supernet, ctx.train, ctx.val, cost_model, config=config, seed=ctx.seed
         )

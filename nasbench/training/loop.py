@@ -9,6 +9,7 @@ seed alone.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from nasbench.training.optim import (
     set_temperature,
 )
 from nasbench.training.sandwich import sandwich_archs, sandwich_step
-from nasbench.training.state import BatchStream, load_checkpoint, seed_everything
+from nasbench.training.state import BatchStream, load_checkpoint, resolve_device, seed_everything
 from nasbench.training.steps import TIMING_SEED, Session, plan_steps, progress_bar, run_steps
 
 
@@ -52,6 +53,8 @@ class TrainResult:
     images_per_second: float  # training images per second over this session (each seen by every subnet)
     note: str | None = None  # how the budget was counted, when that needs saying (gpu-h without a GPU)
     coverage: dict[str, dict[str, int]] | None = None  # how often each choice of each dimension was trained
+    session_spent: float = 0.0  # budget this session spent (timing, steps, checkpoints), in the budget's unit
+    wall_seconds: float = 0.0  # this session's wall time, from the clock's start to its stop (perf_counter)
 
 
 @dataclass
@@ -137,7 +140,7 @@ def train_supernet(
     ``origin`` (e.g. the command's ``--space`` and ``--data`` as given) is recorded with the run.
     """
     require_kind(budget, (DEVICE_TIME, WALL_TIME, STEPS, EPOCHS), "supernet training")
-    dev = torch.device(device) if device is not None else default_device()
+    dev = resolve_device(device)
     train, val = _splits(data, config, seed, dev)
     out = Path(out_dir)
     identity = rundir.run_identity(space, rundir.data_identity(data, train, val), budget, seed, config)
@@ -146,6 +149,7 @@ def train_supernet(
     checkpoint_path = out / rundir.CHECKPOINT_FILE
     state = load_checkpoint(checkpoint_path) if record is not None and checkpoint_path.is_file() else None
     clock = BudgetClock(budget, spent_before=float(state["spent"]) if state else 0.0).start()
+    spent_before, began = clock.spent_before, time.perf_counter()
     plan = record.get("plan") if record is not None else None
     if plan is None:
         record = {"identity": identity, "origin": origin or {}, "environment": rundir.environment(dev, config)}
@@ -156,6 +160,7 @@ def train_supernet(
     session = _train(trainer, plan, state, clock, checkpoint_path, progress)
     set_temperature(trainer.net, 1.0)  # the end of the annealing schedule, whatever the run's length
     clock.stop()
+    wall = time.perf_counter() - began
     result = TrainResult(
         supernet=trainer.net,
         train=train,
@@ -168,6 +173,8 @@ def train_supernet(
         images_per_second=session.images / session.seconds if session.images else 0.0,
         note=note,
         coverage=coverage_table(trainer.sampler.counts, space),
+        session_spent=clock.spent - spent_before,
+        wall_seconds=wall,
     )
     if (session.resumed_at or 0) < result.steps or not (out / rundir.RESULT_FILE).is_file():
         write_json(out / rundir.RESULT_FILE, _result_record(result, budget))
@@ -221,10 +228,6 @@ def _start_run(
     return plan
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @torch.no_grad()
 def _build(
     space: SearchSpace, num_classes: int, train: DeviceData, config: TrainConfig, seed: int, device: torch.device
@@ -259,7 +262,9 @@ def _result_record(result: TrainResult, budget: Budget) -> dict[str, Any]:
     return {
         "steps": result.steps,
         "resumed_at": result.resumed_at,
-        "session_seconds": round(result.seconds, 3),
+        "session_seconds": round(result.seconds, 3),  # the steps' wall time (checkpoints included)
+        "session_wall_seconds": round(result.wall_seconds, 3),  # the session's, timing and set-up included
+        "session_spent": round(result.session_spent, 3),  # what the budget was charged for that session
         "images_per_second": round(result.images_per_second, 1),
         "budget": str(budget),
         "spent": round(result.spent, 3),

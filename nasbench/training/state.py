@@ -70,6 +70,29 @@ class BatchStream:
         self.position = int(state["position"])
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device a command computes on: ``cpu`` or ``cuda[:N]``; None means CUDA when there is one, else
+    the CPU. Anything else, or a CUDA device this machine does not have, is a ``NasbenchError`` naming
+    ``--device`` (the one check behind every command's ``--device``, and the Python API's ``device=``)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise NasbenchError(f"--device {device!r} is not a device; use cpu or cuda[:N]") from None
+    if dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
+        raise NasbenchError(f"--device {device}: only cpu and cuda[:N] are supported")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NasbenchError(f"--device {device}: no CUDA device is available here; use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise NasbenchError(
+                f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+    return dev
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators (model initialisation draws from torch's)."""
     random.seed(seed)

@@ -7,7 +7,9 @@ checkpoints on an interval and at the end, restoring from one, and the progress 
 
 A run is a fixed number of steps. A steps or epochs budget gives it directly; a time budget is converted
 once, at the start, by timing a few steps on throwaway state (the task's ``throwaway`` twin, then every
-state put back) and dividing the time left by their mean. Everything a step draws is a function of the
+state put back) and dividing the time left by their mean. The timed steps come after untimed warm-up
+steps that run until the step time settles: a GPU's first steps pay once for per-shape work (cuDNN plans,
+allocator growth) and would plan a run of a few steps from them. Everything a step draws is a function of the
 step and the seed, so a run resumed from a checkpoint ends bitwise where an uninterrupted one would.
 """
 
@@ -31,6 +33,9 @@ from nasbench.training.state import capture_rng, restore_rng, save_checkpoint
 
 TIMING_SEED = 7919  # seeds the throwaway batches and draws of the timing steps (any fixed value)
 TIMING_SHARE = 0.1  # the timing stops early once it has used this share of a time budget (at least 1 step)
+WARMUP_SHARE = 0.1  # the untimed warm-up before it stops at this share of a time budget (at least 1 step)
+WARMUP_MAX_STEPS = 20  # and after this many steps, settled or not
+SETTLED = 0.25  # warm: the last two steps' mean is within this share of the two before's
 TIME_MARGIN = 0.95  # share of a time budget planned for steps; the rest absorbs checkpoints and timing noise
 REFRESH_SECONDS = 0.5  # the bar reads the loss (a host sync) at most this often, never every step
 
@@ -85,36 +90,71 @@ def plan_steps(task: StepTask, budget: Budget, clock: BudgetClock, steps_per_epo
     if budget.kind == EPOCHS:
         how = f"{budget.count} x {steps_per_epoch} batches"
         return StepPlan(budget.count * steps_per_epoch, None, 1.0 / steps_per_epoch, how)
-    limit = TIMING_SHARE * clock.remaining / clock.devices
-    step_seconds, timed = time_steps(task, task.config.timing_steps, max_seconds=limit)
-    total = max(1, int(clock.remaining * TIME_MARGIN / (step_seconds * clock.devices)))
-    how = f"{TIME_MARGIN:.0%} of the budget left after timing {timed} steps, at their mean"
-    return StepPlan(total, step_seconds, 0.0, how)
+    share = clock.remaining / clock.devices
+    timing = time_steps(
+        task, task.config.timing_steps, max_seconds=TIMING_SHARE * share, warmup_seconds=WARMUP_SHARE * share
+    )
+    total = max(1, int(clock.remaining * TIME_MARGIN / (timing.step_seconds * clock.devices)))
+    how = (
+        f"{TIME_MARGIN:.0%} of the budget left after {timing.warmup} warm-up steps and timing {timing.timed} steps, "
+        "at their mean"
+    )
+    return StepPlan(total, timing.step_seconds, 0.0, how)
 
 
-def time_steps(task: StepTask, n: int, *, max_seconds: float = float("inf")) -> tuple[float, int]:
-    """(mean seconds per step, steps timed): ``n`` steps of ``task.throwaway()`` after one untimed warm-up
-    step, fewer when they would take more than ``max_seconds`` (at least one is timed).
+@dataclass(frozen=True)
+class Timing:
+    step_seconds: float  # mean seconds of the timed steps
+    timed: int  # steps timed
+    warmup: int  # untimed warm-up steps before them
+
+
+def time_steps(
+    task: StepTask, n: int, *, max_seconds: float = float("inf"), warmup_seconds: float = float("inf")
+) -> Timing:
+    """``n`` steps of ``task.throwaway()`` timed after untimed warm-up steps (``warm_up``), fewer when they
+    would take more than ``max_seconds`` (at least one is timed).
 
     Every state of ``task`` and the global generators are put back afterwards. The mean, not the median:
     step times can be skewed (random subnets' sizes), and it is their sum that must fit the budget.
     """
     saved, rng = copy.deepcopy(task.state_dict()), capture_rng()
     probe = task.throwaway()
-    times, started = [], time.perf_counter()
     try:
-        for i in range(n + 1):
-            begin = time.perf_counter()
-            probe.step(i, n + 1)
-            _sync(task.device)
-            times.append(time.perf_counter() - begin)
-            if len(times) >= 2 and time.perf_counter() - started > max_seconds:
+        warmup = warm_up(probe, task.device, n + WARMUP_MAX_STEPS, max_seconds=warmup_seconds)
+        times, started = [], time.perf_counter()
+        for i in range(warmup, warmup + n):
+            times.append(_timed_step(probe, task.device, i, warmup + n))
+            if time.perf_counter() - started > max_seconds:
                 break
     finally:
         task.load_state_dict(saved)
         task.optimizer.zero_grad(set_to_none=True)
         restore_rng(rng)
-    return statistics.mean(times[1:]), len(times) - 1
+    return Timing(statistics.mean(times), len(times), warmup)
+
+
+def warm_up(probe: StepTask, device: torch.device, total: int, *, max_seconds: float = float("inf")) -> int:
+    """Untimed steps of ``probe`` until the step time settles (the mean of the last two steps within
+    ``SETTLED`` of the two before's), ``WARMUP_MAX_STEPS`` were made, or ``max_seconds`` passed; at least
+    one. Returns the number of steps made."""
+    times, started = [], time.perf_counter()
+    while len(times) < WARMUP_MAX_STEPS:
+        times.append(_timed_step(probe, device, len(times), total))
+        if time.perf_counter() - started > max_seconds:
+            break
+        if len(times) >= 4:
+            before, last = sum(times[-4:-2]), sum(times[-2:])
+            if abs(last - before) <= SETTLED * before:
+                break
+    return len(times)
+
+
+def _timed_step(task: StepTask, device: torch.device, i: int, total: int) -> float:
+    begin = time.perf_counter()
+    task.step(i, total)
+    _sync(device)
+    return time.perf_counter() - begin
 
 
 @dataclass(frozen=True)

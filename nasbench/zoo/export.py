@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 import nasbench
 import nasbench.zoo.zoo as z
@@ -43,9 +44,14 @@ def export_arch(
     zoo: str | os.PathLike = z.DEFAULT_ZOO,
     onnx: bool = False,
     force: bool = False,
+    device: str | None = None,
 ) -> z.ZooEntry:
     """Write ``ZOO/NAME/`` (arch.json, weights, card; with ``onnx`` model.onnx) for architecture ``arch_id``
-    (or a unique prefix of it) of search run ``run``; returns the entry as ``read_entry`` reads it."""
+    (or a unique prefix of it) of search run ``run``; returns the entry as ``read_entry`` reads it.
+    Inherited weights have their BN statistics recalibrated on ``device`` (None: CUDA when there is one)."""
+    from nasbench.training.state import resolve_device
+
+    dev = resolve_device(device)
     target = z.entry_path(name, zoo)
     _refuse_existing(target, force)
     rundir = RunDir.open(run)
@@ -63,7 +69,7 @@ def export_arch(
     if (retrained / z.WEIGHTS_FILE).is_file() and (retrained / RESULT_FILE).is_file():
         model, weights, accuracy, extra = _retrained_model(retrained, arch, num_classes)
     else:
-        model, weights, accuracy, extra = _inherited_model(rundir, arch, space, dataset)
+        model, weights, accuracy, extra = _inherited_model(rundir, arch, space, dataset, dev)
         if retrained.is_dir():
             weights["note"] += f"; its retraining in {retrained} has not finished"
     card = _card(name, rundir, arch, rows, space.name, num_classes, dataset, weights, accuracy)
@@ -129,8 +135,9 @@ def _retrained_model(folder: Path, arch: Arch, num_classes: int):
     return model.eval(), weights, {"test": test}, {"retrain": result}
 
 
-def _inherited_model(rundir: RunDir, arch: Arch, space, dataset):
-    """The supernet's weights for ``arch``, BN recalibrated as the search's evaluation did."""
+def _inherited_model(rundir: RunDir, arch: Arch, space, dataset, device: torch.device = torch.device("cpu")):
+    """The supernet's weights for ``arch``, BN recalibrated as the search's evaluation did (on ``device``,
+    in the training's layout and autocast), returned on the CPU."""
     from nasbench.data import search_data
     from nasbench.search.evaluator import EvalSettings
     from nasbench.supernet import Supernet
@@ -157,12 +164,26 @@ def _inherited_model(rundir: RunDir, arch: Arch, space, dataset):
         raise NasbenchError(f"space {space.name} has changed since run {rundir.run_id} trained its supernet")
     supernet = Supernet(space, dataset.num_classes)
     supernet.load_state_dict(state["model"])
-    net = supernet.export(arch)
-    train, val = search_data(dataset, float(identity["config"]["val_fraction"]), int(identity["seed"]))
+    net = supernet.export(arch).to(device)
+    train, val = search_data(dataset, float(identity["config"]["val_fraction"]), int(identity["seed"]), device=device)
     if train_rundir.data_identity(dataset, train, val) != identity["data"]:
         raise NasbenchError(f"data {rundir.config['data']} differs from the data run {rundir.run_id} trained on")
-    s = EvalSettings()
-    result = evaluate_model(net, arch, train, val, bn_batches=s.bn_batches, batch_size=s.batch_size, seed=s.seed)
+    recipe = identity["config"]
+    s = EvalSettings(channels_last=bool(recipe.get("channels_last", True)), bf16=bool(recipe.get("bf16", True)))
+    if s.channels_last:
+        net.to(memory_format=torch.channels_last)
+    result = evaluate_model(
+        net,
+        arch,
+        train,
+        val,
+        bn_batches=s.bn_batches,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        channels_last=s.channels_last,
+        bf16=s.bf16,
+    )
+    net = net.cpu().to(memory_format=torch.contiguous_format)
     weights = {
         "source": "inherited",
         "note": f"the supernet's weights (step {state['step']}), BN recalibrated on {result.bn_batches} batches; "
