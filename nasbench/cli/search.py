@@ -32,7 +32,7 @@ def search(
     max_macs: float = typer.Option(None, "--max-macs", help="Constraint: at most this many MACs."),
     max_latency: float = typer.Option(None, "--max-latency", help="Constraint: at most this latency (ms)."),
     latency_table: str = typer.Option(None, "--latency-table", help="A latency table JSON (nasbench latency lut)."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Supernet training batch size (default 64)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Supernet training batch size (default 32)."),
     targets: int = typer.Option(None, "--targets", help="Cost targets of the proximal searcher (default 4)."),
     proximal_steps: int = typer.Option(None, "--proximal-steps", help="Proximal steps per target (default 200)."),
     concurrency: int = typer.Option(None, "--concurrency", help="Trials at once (default 2)."),

@@ -26,13 +26,19 @@ app = typer.Typer()
 # module's package imports torch, which `nasbench --help` must not).
 RECIPE = {
     "batch_size": typer.Option(None, "--batch-size", help="Images per step (every subnet sees the batch)."),
-    "lr": typer.Option(None, "--lr", help="Peak learning rate (default: 0.05 SGD, 2e-3 AdamW)."),
+    "lr": typer.Option(None, "--lr", help="Peak learning rate (default: 0.1 SGD, 2e-3 AdamW)."),
     "optimizer": typer.Option(None, "--optimizer", help="One of sgd-nesterov, adamw."),
     "weight_decay": typer.Option(None, "--weight-decay", help="On conv/linear weights; norms and biases get none."),
     "warmup_steps": typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default: 5% of the run)."),
     "num_random": typer.Option(None, "--num-random", help="Random subnets per step besides largest and smallest."),
     "label_smoothing": typer.Option(None, "--label-smoothing", help="On the largest subnet's label loss."),
     "kd_temperature": typer.Option(None, "--kd-temperature", help="Softening of the distilled soft labels."),
+    "student_label_weight": typer.Option(
+        None, "--student-label-weight", help="Label share of the other subnets' loss, the rest distilled (0.5)."
+    ),
+    "zero_init_residual": typer.Option(
+        None, "--zero-init-residual/--no-zero-init-residual", help="Residual blocks start as identities (BigNAS)."
+    ),
     "reorder_every": typer.Option(None, "--reorder-every", help="Steps between channel re-orderings; 0 = never."),
     "channels_last": typer.Option(None, "--channels-last/--no-channels-last", help="NHWC memory format."),
     "bf16": typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast on CUDA (CPU is always float32)."),
@@ -58,6 +64,8 @@ def train_supernet_command(
     num_random: int = RECIPE["num_random"],
     label_smoothing: float = RECIPE["label_smoothing"],
     kd_temperature: float = RECIPE["kd_temperature"],
+    student_label_weight: float = RECIPE["student_label_weight"],
+    zero_init_residual: bool = RECIPE["zero_init_residual"],
     reorder_every: int = RECIPE["reorder_every"],
     channels_last: bool = RECIPE["channels_last"],
     bf16: bool = RECIPE["bf16"],

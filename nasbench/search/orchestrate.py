@@ -62,7 +62,7 @@ class SearchConfig:
     max_macs: float | None = None
     max_latency: float | None = None
     latency_table: str | None = None
-    batch_size: int = 64
+    batch_size: int = 32  # supernet training (TrainConfig.batch_size says why)
     proximal_targets: int = 4
     proximal_steps: int = 200  # weight/architecture step pairs per target
     concurrency: int = 2  # trials at once: 1 evaluates in this process, more on Ray workers
