@@ -143,10 +143,14 @@ def mixed_depthwise_conv(x: torch.Tensor, pi: torch.Tensor, experts: torch.Tenso
     the K experts' outputs: one depthwise conv with K outputs per channel (``groups=C``), then a weighted
     sum over the experts. No shape depends on the batch (folding it into the groups, ``groups=B*C``, made
     cuDNN plan a new conv per batch size and the non-cuDNN CUDA path loop over groups), at K times the
-    conv's MACs. Shared by the static and the elastic dynamic conv.
+    conv's MACs. A single sample mixes the kernels instead: one plain depthwise conv, the cost Chen et al.
+    (and ``nasbench.counting``) give the layer. Shared by the static and the elastic dynamic conv.
     """
     b, c = x.shape[:2]
     k, size = experts.shape[0], experts.shape[-1]
+    if b == 1:
+        weight = torch.mm(pi, experts.flatten(1)).view(c, 1, size, size)
+        return F.conv2d(x, weight, None, stride, size // 2, groups=c)
     weight = experts.transpose(0, 1).reshape(c * k, 1, size, size)  # group c's K outputs: channel c's experts
     y = F.conv2d(x, weight, None, stride, size // 2, groups=c)
     pi = pi.to(y.dtype)

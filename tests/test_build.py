@@ -122,10 +122,11 @@ def batch_folded_depthwise_conv(x, pi, experts, stride):
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("kernel", [3, 5, 7])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_mixed_depthwise_conv_equals_the_batch_folded_conv(stride, kernel, channels_last):
+@pytest.mark.parametrize("batch", [1, 5])  # one sample mixes the kernels; a batch mixes the experts' outputs
+def test_mixed_depthwise_conv_equals_the_batch_folded_conv(batch, stride, kernel, channels_last):
     gen = torch.Generator().manual_seed(kernel * 10 + stride)
-    x = torch.randn(5, 12, 13, 13, generator=gen)
-    pi = torch.softmax(3 * torch.randn(5, DYNCONV_EXPERTS, generator=gen), dim=1)
+    x = torch.randn(batch, 12, 13, 13, generator=gen)
+    pi = torch.softmax(3 * torch.randn(batch, DYNCONV_EXPERTS, generator=gen), dim=1)
     experts = torch.randn(DYNCONV_EXPERTS, 12, kernel, kernel, generator=gen)
     expected = batch_folded_depthwise_conv(x, pi, experts, stride)
     if channels_last:
@@ -136,10 +137,11 @@ def test_mixed_depthwise_conv_equals_the_batch_folded_conv(stride, kernel, chann
     assert got.is_contiguous(memory_format=torch.channels_last) == channels_last  # the layout is kept
 
 
-def test_mixed_depthwise_conv_gradients_equal_the_batch_folded_conv():
+@pytest.mark.parametrize("batch", [1, 3])
+def test_mixed_depthwise_conv_gradients_equal_the_batch_folded_conv(batch):
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 8, 9, 9, generator=gen)
-    logits = torch.randn(3, DYNCONV_EXPERTS, generator=gen)
+    x = torch.randn(batch, 8, 9, 9, generator=gen)
+    logits = torch.randn(batch, DYNCONV_EXPERTS, generator=gen)
     experts = torch.randn(DYNCONV_EXPERTS, 8, 5, 5, generator=gen)
     grads = []
     for conv in (batch_folded_depthwise_conv, mixed_depthwise_conv):
