@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 import nasbench
 from nasbench.supernet import Supernet
-from nasbench.supernet.shapes import ConvShapeRecorder
+from nasbench.supernet.shapes import forward_conv_shapes
 from nasbench.training import TrainConfig, make_optimizer, sandwich_archs, sandwich_step
 from nasbench.training.coverage import CoverageSampler
 from nasbench.training.sandwich import at_resolution, autocast
@@ -166,25 +166,13 @@ def sandwich_vs_static(space, args, device) -> dict:
         "images_per_s": len(images) / median,
         "peak_memory_sandwich": sup_mem.describe(),
         "peak_memory_static": sta_mem.describe(),
-        "conv_shapes": len(conv_shapes(space, seen, len(images))),
+        "conv_shapes": len(forward_conv_shapes(space, seen, len(images))),
     }
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def conv_shapes(space, archs, batch: int) -> set:
-    """The distinct conv shapes the supernet's forwards ran for ``archs``, replayed on the meta device."""
-    with torch.device("meta"):
-        net = Supernet(space, num_classes=10).train()
-        images = torch.empty(batch, 3, max(space.resolutions), max(space.resolutions))
-    with ConvShapeRecorder() as rec, torch.no_grad():
-        for arch in set(archs):
-            net.set_active(arch)
-            net(at_resolution(images, arch.resolution, True))
-    return rec.shapes
 
 
 def subnet_ratios(space, args, device) -> list[dict]:

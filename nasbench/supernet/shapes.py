@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nasbench.arch import DYNCONV_EXPERTS, se_channels
+from nasbench.arch import DYNCONV_EXPERTS, Arch, se_channels
 from nasbench.spaces.space import SearchSpace, StageSpace
+from nasbench.supernet.supernet import Supernet
 
 ConvShape = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]  # input, weight, stride, groups
 
@@ -102,3 +104,20 @@ def possible_conv_shapes(space: SearchSpace, batch: int) -> set[ConvShape]:
         size = functools.reduce(_out, [space.stem_stride, *(s.stride for s in space.stages)], res)
         shapes |= {_conv(batch, w, size, h, 1, 1) for w in cins for h in space.head_widths}
     return shapes
+
+
+def forward_conv_shapes(space: SearchSpace, archs: Iterable[Arch], batch: int) -> set[ConvShape]:
+    """The conv shapes the supernet's forward runs for ``archs`` at ``batch``, each at its resolution.
+
+    Run on the meta device (shapes need no values, so nothing is computed). The sandwich step's forward
+    convs are exactly these (its input is resized to each subnet's resolution); backward convs repeat them.
+    """
+    res = max(space.resolutions)
+    with torch.device("meta"):
+        net = Supernet(space, num_classes=10).train()
+        images = torch.empty(batch, 3, res, res)
+    with ConvShapeRecorder() as rec, torch.no_grad():
+        for arch in set(archs):
+            net.set_active(arch)
+            net(F.interpolate(images, size=(arch.resolution, arch.resolution), mode="bilinear"))
+    return rec.shapes
