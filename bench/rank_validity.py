@@ -91,9 +91,11 @@ def main() -> None:
         tau = kendalltau(x, scratch).statistic
         print(f"Kendall tau, {name} vs from-scratch accuracy: {tau:+.3f}  (90% bootstrap {low:+.3f} .. {high:+.3f})")
     machine = platform.processor() or platform.machine()
-    print(f"{len(rows)} archs, {args.epochs} epochs on {len(train)} of {dataset.name}'s training images, tested on "
-          f"{len(test)}; supernet: {trained.steps} steps ({identity['budget']}); "
-          f"{machine}, torch {torch.__version__}, {args.threads} threads")
+    print(
+        f"{len(rows)} archs, {args.epochs} epochs on {len(train)} of {dataset.name}'s training images, tested on "
+        f"{len(test)}; supernet: {trained.steps} steps ({identity['budget']}); "
+        f"{machine}, torch {torch.__version__}, {args.threads} threads"
+    )
 
 
 if __name__ == "__main__":

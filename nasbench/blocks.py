@@ -112,8 +112,8 @@ class FusedMBConv(nn.Module):
 class DynamicDepthwiseConv(nn.Module):
     """Dynamic convolution (Chen et al. 2020) on a depthwise kxk conv.
 
-    K expert kernels are mixed per sample by attention = softmax(fc2(relu(fc1(pool(x)))) / temperature).
-    The mixed kernels run as one grouped conv with the batch folded into the channel axis. Chen et al.
+    K expert kernels are mixed per sample by attention = softmax(fc2(relu(fc1(pool(x)))) / temperature),
+    computed as the same mix of the K experts' outputs (``mixed_depthwise_conv``). Chen et al.
     anneal the temperature from 30 to 1 early in training; ``temperature`` is a plain attribute for that.
     """
 
@@ -137,13 +137,28 @@ class DynamicDepthwiseConv(nn.Module):
 
 
 def mixed_depthwise_conv(x: torch.Tensor, pi: torch.Tensor, experts: torch.Tensor, stride: int) -> torch.Tensor:
-    """Per-sample depthwise conv with kernels ``pi @ experts`` (experts: K x C x k x k), run as one grouped
-    conv with the batch folded into the channels. Shared by the static and the elastic dynamic conv."""
-    b, c, h, w = x.shape
-    k = experts.shape[-1]
-    kernels = torch.mm(pi, experts.flatten(1)).view(b * c, 1, k, k)
-    y = F.conv2d(x.reshape(1, b * c, h, w), kernels, None, stride, k // 2, groups=b * c)
-    return y.view(b, c, y.shape[2], y.shape[3])
+    """Per-sample depthwise conv with kernels ``pi @ experts`` (pi: B x K, experts: K x C x k x k).
+
+    A conv is linear in its kernel, so the conv with each sample's mix ``sum_k pi_k W_k`` equals the mix of
+    the K experts' outputs: one depthwise conv with K outputs per channel (``groups=C``), then a weighted
+    sum over the experts. No shape depends on the batch (folding it into the groups, ``groups=B*C``, made
+    cuDNN plan a new conv per batch size and the non-cuDNN CUDA path loop over groups), at K times the
+    conv's MACs. A single sample mixes the kernels instead: one plain depthwise conv, the cost Chen et al.
+    (and ``nasbench.counting``) give the layer. Shared by the static and the elastic dynamic conv.
+    """
+    b, c = x.shape[:2]
+    k, size = experts.shape[0], experts.shape[-1]
+    if b == 1:
+        weight = torch.mm(pi, experts.flatten(1)).view(c, 1, size, size)
+        return F.conv2d(x, weight, None, stride, size // 2, groups=c)
+    weight = experts.transpose(0, 1).reshape(c * k, 1, size, size)  # group c's K outputs: channel c's experts
+    y = F.conv2d(x, weight, None, stride, size // 2, groups=c)
+    pi = pi.to(y.dtype)
+    if y.is_contiguous(memory_format=torch.channels_last):  # (b, h, w, c, k) in memory: one batched mat-vec
+        h, w = y.shape[2:]
+        mixed = torch.bmm(y.permute(0, 2, 3, 1).reshape(b, h * w * c, k), pi.unsqueeze(2))
+        return mixed.view(b, h, w, c).permute(0, 3, 1, 2)  # channels_last, as the input
+    return (y.unflatten(1, (c, k)) * pi.view(b, 1, k, 1, 1)).sum(2)
 
 
 class DynamicConvBNAct(nn.Module):

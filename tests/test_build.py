@@ -2,7 +2,8 @@ import pytest
 import torch
 
 import nasbench
-from nasbench.arch import BLOCK_TYPES
+from nasbench.arch import BLOCK_TYPES, DYNCONV_EXPERTS
+from nasbench.blocks import mixed_depthwise_conv
 from nasbench.build import build
 
 
@@ -106,3 +107,46 @@ def test_reference_networks_have_the_published_parameter_counts(space_name, ref,
 def test_b0_at_ten_classes():
     arch = nasbench.load_space("efficientnet").reference("b0")
     assert sum(p.numel() for p in build(arch, 10).parameters()) == 4_020_358
+
+
+def batch_folded_depthwise_conv(x, pi, experts, stride):
+    """The former ``mixed_depthwise_conv``, kept as the reference: mix the kernels per sample, then run
+    them as one grouped conv with the batch folded into the channels (``groups = batch x channels``)."""
+    b, c, h, w = x.shape
+    k = experts.shape[-1]
+    kernels = torch.mm(pi, experts.flatten(1)).view(b * c, 1, k, k)
+    y = torch.nn.functional.conv2d(x.reshape(1, b * c, h, w), kernels, None, stride, k // 2, groups=b * c)
+    return y.view(b, c, y.shape[2], y.shape[3])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("batch", [1, 5])  # one sample mixes the kernels; a batch mixes the experts' outputs
+def test_mixed_depthwise_conv_equals_the_batch_folded_conv(batch, stride, kernel, channels_last):
+    gen = torch.Generator().manual_seed(kernel * 10 + stride)
+    x = torch.randn(batch, 12, 13, 13, generator=gen)
+    pi = torch.softmax(3 * torch.randn(batch, DYNCONV_EXPERTS, generator=gen), dim=1)
+    experts = torch.randn(DYNCONV_EXPERTS, 12, kernel, kernel, generator=gen)
+    expected = batch_folded_depthwise_conv(x, pi, experts, stride)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    got = mixed_depthwise_conv(x, pi, experts, stride)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= 1e-5
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last  # the layout is kept
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_mixed_depthwise_conv_gradients_equal_the_batch_folded_conv(batch):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 8, 9, 9, generator=gen)
+    logits = torch.randn(batch, DYNCONV_EXPERTS, generator=gen)
+    experts = torch.randn(DYNCONV_EXPERTS, 8, 5, 5, generator=gen)
+    grads = []
+    for conv in (batch_folded_depthwise_conv, mixed_depthwise_conv):
+        leaves = [t.clone().requires_grad_() for t in (x, logits, experts)]
+        conv(leaves[0], torch.softmax(leaves[1], dim=1), leaves[2], 1).square().sum().backward()
+        grads.append([t.grad for t in leaves])
+    for ref, got in zip(*grads, strict=True):
+        torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-5)

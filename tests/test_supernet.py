@@ -159,3 +159,26 @@ def test_smaller_kernel_starts_as_the_centre_of_the_largest():
     dw = net.stages[1][0]["mbconv"].dw.conv
     dw.configure(dw.weight.shape[0], dw.weight.shape[0], 3)
     assert torch.equal(dw.active_weights()["weight"], dw.weight[:, :, 1:4, 1:4])
+
+
+def test_cumulative_batchnorm_matches_torch_without_a_host_sync():
+    """momentum None (BN recalibration's cumulative average) as nn.BatchNorm2d computes it, with the
+    update factor kept a tensor: nn.BatchNorm2d reads it into Python, a sync per norm per batch on a GPU."""
+    from test_shapes import HostSyncDetector
+
+    from nasbench.supernet.ops import ElasticBatchNorm2d
+
+    torch.manual_seed(0)
+    ours, ref = ElasticBatchNorm2d(12, eps=1e-3), torch.nn.BatchNorm2d(8, eps=1e-3)
+    ours.configure(8)  # the leading 8 of 12 channels
+    for m in (ours, ref):
+        m.momentum = None
+    for i in range(4):
+        x = torch.randn(5, 8, 6, 6) * (i + 1) + i
+        with HostSyncDetector():
+            got = ours(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(got, ref(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.running_mean[:8], ref.running_mean, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ours.running_var[:8], ref.running_var, atol=1e-5, rtol=1e-5)
+    assert torch.equal(ours.running_mean[8:], torch.zeros(4)) and torch.equal(ours.running_var[8:], torch.ones(4))
+    assert int(ours.num_batches_tracked) == int(ref.num_batches_tracked) == 4

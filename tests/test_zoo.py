@@ -159,7 +159,7 @@ def test_onnx_parity_with_attention_and_dynamic_conv(run, tmp_path):
 
 
 def test_onnx_failure_names_the_block():
-    raw = build(ALL_BLOCKS, 10).eval()  # the dynamic conv's batch-sized group count does not export
+    raw = build(ALL_BLOCKS, 10).eval()  # the dynamic conv's kernel, computed from its experts, does not export
     with pytest.raises(NasbenchError, match=r"stage 2 layer 1 \(dynconv block\)"):
         onnx_bytes(raw, ALL_BLOCKS.resolution)
 

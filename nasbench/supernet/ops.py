@@ -100,12 +100,13 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
         self.channels = channels
 
     def forward(self, x: Tensor) -> Tensor:
-        # nn.BatchNorm2d.forward's bookkeeping (incl. momentum=None for a cumulative average), on slices.
-        factor = 0.0
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        # nn.BatchNorm2d.forward's bookkeeping, on slices; momentum None (a cumulative average) without its sync.
         w = self.active_weights()
+        updating = self.training and self.track_running_stats
+        if updating:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                return self.cumulative_average(x, w)
         return F.batch_norm(
             x,
             w["running_mean"],
@@ -113,9 +114,20 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             w["weight"],
             w["bias"],
             self.training or not self.track_running_stats,
-            factor,
+            self.momentum if updating else 0.0,
             self.eps,
         )
+
+    def cumulative_average(self, x: Tensor, w: dict[str, Tensor]) -> Tensor:
+        """Normalise with the batch's statistics and fold them into the running ones with weight
+        1 / batches, kept a tensor: ``nn.BatchNorm2d`` reads it into Python, a host sync per norm per batch
+        on a GPU (BN recalibration runs this way)."""
+        with torch.no_grad():
+            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=1)  # unbiased, as batch_norm keeps
+            factor = 1.0 / self.num_batches_tracked
+            w["running_mean"].lerp_(mean, factor)
+            w["running_var"].lerp_(var, factor)
+        return F.batch_norm(x, None, None, w["weight"], w["bias"], True, 0.0, self.eps)
 
 
 class ElasticLinear(nn.Module):
