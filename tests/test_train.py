@@ -95,10 +95,12 @@ def uninterrupted(tmp_path_factory, space_path, space, digits):
 
 
 def test_config_resolves_optimizer_defaults_and_rejects_bad_values():
-    assert TrainConfig().lr == 0.05 and TrainConfig(optimizer="adamw").lr == 2e-3
+    assert TrainConfig().lr == 0.1 and TrainConfig(optimizer="adamw").lr == 2e-3
     assert TrainConfig(optimizer="adamw", lr=1e-2).lr == 1e-2
     with pytest.raises(NasbenchError, match="valid are sgd-nesterov, adamw"):
         TrainConfig(optimizer="rmsprop")
+    with pytest.raises(NasbenchError, match="student_label_weight must be in"):
+        TrainConfig(student_label_weight=1.5)
     with pytest.raises(NasbenchError, match="batch_size must be a positive integer"):
         TrainConfig(batch_size=0)
     with pytest.raises(NasbenchError, match="unknown fields"):
@@ -483,3 +485,24 @@ def test_cli_resumes_a_finished_run_from_its_record_and_evaluates(uninterrupted)
     for name in ("largest", "smallest"):
         assert 0.0 <= summary[name]["top1"] <= 1.0 and summary[name]["images"] == len(uninterrupted.val)
     assert json.loads((uninterrupted.out_dir / "supernet_eval.json").read_text()) == summary
+
+
+def test_zero_initialised_residual_blocks_make_every_depth_start_alike():
+    """BigNAS's zero-init: at the start, a layer after a stage's first adds nothing to its skip connection,
+    so the largest subnet and the largest with every stage at its smallest depth compute the same logits."""
+    from nasbench import load_space
+    from nasbench.training.loop import zero_init_residuals
+
+    space = load_space("tiny")
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=10).eval()
+    zero_init_residuals(net)
+    largest = space.largest()
+    shallow = space.encode(largest) | {f"{s.name}.depth": min(s.depths) for s in space.stages}
+    x = torch.randn(2, 3, 32, 32)
+    outputs = []
+    for arch in (largest, space.decode(shallow)):
+        net.set_active(arch)
+        with torch.no_grad():
+            outputs.append(net(x))
+    assert space.decode(shallow) != largest and torch.allclose(outputs[0], outputs[1], atol=1e-5)

@@ -246,16 +246,21 @@ def _build(
 
 @torch.no_grad()
 def zero_init_residuals(net: Supernet) -> None:
-    """Zero the scale of the last batch norm of every block after a stage's first (those always add to a
-    skip connection), so each starts as the identity: a subnet of any depth starts as the same function
-    (BigNAS, Yu et al. 2020, section 3.1)."""
+    """Make every block after a stage's first (those always add to a skip connection) start as the identity:
+    the scale of its last batch norm at zero (attention: also its attention and MLP output projections), so a
+    subnet of any depth starts as the same function (BigNAS, Yu et al. 2020, section 3.1)."""
     for stage in net.stages:
         for position in list(stage)[1:]:
             for block in position.values():
-                for part in ("project", "single"):
+                for part in ("project", "single", "local_pw"):  # MBConv, dynamic conv, Fused-MBConv; attention
                     conv_bn = getattr(block, part, None)
                     if conv_bn is not None and hasattr(conv_bn, "bn"):
                         conv_bn.bn.weight.zero_()
+                for linear in (getattr(block, "proj", None), getattr(block, "fc2", None)):  # attention's branches
+                    if linear is not None:
+                        linear.weight.zero_()
+                        if linear.bias is not None:
+                            linear.bias.zero_()
 
 
 def _result_record(result: TrainResult, budget: Budget) -> dict[str, Any]:
