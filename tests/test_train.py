@@ -165,6 +165,9 @@ def test_sandwich_step_accumulates_every_subnet_before_one_update(space):
     net = Supernet(space, num_classes=10)
     archs = sandwich_archs(space, random.Random(0), 1)
     assert archs[:2] == [space.largest(), space.smallest()] and len(archs) == 3
+    lean = sandwich_archs(space, random.Random(0), 2, smallest=False)  # train_smallest=False
+    rng = random.Random(0)
+    assert lean == [space.largest(), space.sample(rng), space.sample(rng)]
     images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
     opt = RecordingSGD(net.parameters(), lr=0.1)
     sandwich_step(net, archs, images, labels, optimizer=opt, label_smoothing=0.1)

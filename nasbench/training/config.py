@@ -46,6 +46,7 @@ class TrainConfig(DictConfig):
     warmup_steps: int | None = None  # linear warm-up from ~0 to the peak lr; None: 5% of the run's steps
     label_smoothing: float = 0.1  # on the largest subnet's hard-label loss only; the others distil (BigNAS)
     num_random: int = 2  # random subnets per step between the largest and the smallest (OFA, BigNAS: 2)
+    train_smallest: bool = True  # the sandwich's lower bread: the smallest subnet every step (BigNAS)
     kd_temperature: float = 1.0  # softening of the largest subnet's soft labels; BigNAS distils at 1
     # Share of the label loss in the other subnets' loss, the rest distilled from the largest: early in a short
     # run the largest is no teacher yet, and labels teach every subnet directly (0.5: +0.06 of the largest's

@@ -76,7 +76,7 @@ class Trainer:
             self.net, dynconv_temperature(step, total=total, start=c.dynconv_temperature, anneal=c.dynconv_anneal)
         )
         images, labels = self.stream.next()
-        archs = sandwich_archs(self.space, self.sampler, c.num_random)
+        archs = sandwich_archs(self.space, self.sampler, c.num_random, smallest=c.train_smallest)
         for arch in archs:
             self.sampler.count(arch)
         losses = sandwich_step(

@@ -22,11 +22,14 @@ from nasbench.spaces import SearchSpace
 from nasbench.training.coverage import CoverageSampler
 
 
-def sandwich_archs(space: SearchSpace, sampler: random.Random | CoverageSampler, num_random: int) -> list[Arch]:
-    """The subnets of one step: largest first (the teacher), then the smallest, then ``num_random`` samples
-    (from a ``CoverageSampler``, which visits every choice regularly, or uniformly from a ``random.Random``)."""
+def sandwich_archs(
+    space: SearchSpace, sampler: random.Random | CoverageSampler, num_random: int, *, smallest: bool = True
+) -> list[Arch]:
+    """The subnets of one step: largest first (the teacher), then the smallest (unless ``smallest`` is
+    False), then ``num_random`` samples (from a ``CoverageSampler``, which visits every choice regularly, or
+    uniformly from a ``random.Random``)."""
     draw = sampler.sample if isinstance(sampler, CoverageSampler) else lambda: space.sample(sampler)
-    return [space.largest(), space.smallest(), *(draw() for _ in range(num_random))]
+    return [space.largest(), *([space.smallest()] if smallest else []), *(draw() for _ in range(num_random))]
 
 
 def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
