@@ -47,7 +47,7 @@ def log_hypervolume(records, reference_log_macs: float, ideal_log_macs: float) -
     return volume / (reference_log_macs - ideal_log_macs), len(front)
 
 
-def run_seed(args, trained, space, num_classes: int, seed: int, reference, ideal) -> dict[str, tuple[float, int, int]]:
+def run_seed(args, trained, seed: int, reference: float, ideal: float) -> dict[str, tuple[float, int, int]]:
     searchers = tuple(args.searchers.split(","))
     config = SearchConfig(
         space=args.space, data=args.data, budget="1min", searchers=searchers, seed=seed,
@@ -55,7 +55,7 @@ def run_seed(args, trained, space, num_classes: int, seed: int, reference, ideal
     )  # fmt: skip
     out = {}
     with RunDir.create({"bench": "search_hypervolume", "seed": seed}, out=Path(args.out) / f"seed{seed}") as run:
-        ctx = search_context(config, trained, num_classes, run)
+        ctx = search_context(config, trained, run)
         ctx.evaluate.settings = EvalSettings(val_fraction=TrainConfig().val_fraction, data_seed=args.train_seed)
         search_phase(run, ctx, searchers, Budget(WALL_TIME, args.seconds * len(searchers)))
         records = run.records()
@@ -88,7 +88,7 @@ def main() -> None:
                              resume=True, config=TrainConfig.from_dict(stored["config"]), progress=False)  # fmt: skip
     reference = math.log10(1.1 * count(space.largest(), dataset.num_classes).macs)
     ideal = math.log10(count(space.smallest(), dataset.num_classes).macs)
-    rows = {int(s): run_seed(args, trained, space, dataset.num_classes, int(s), reference, ideal)
+    rows = {int(s): run_seed(args, trained, int(s), reference, ideal)
             for s in args.seeds.split(",")}  # fmt: skip
     searchers = args.searchers.split(",")
     random_mean = statistics.mean(r["random"][0] for r in rows.values()) if "random" in searchers else math.nan

@@ -316,7 +316,7 @@ def test_search_context_searches_covered_resolutions_and_says_so(tmp_path, fake_
     )
     trained = SimpleNamespace(supernet=Supernet(TINY, 10), train=None, val=None)
     with RunDir.create({"space": "tiny", "data": "digits"}, out=tmp_path / "run") as run:
-        ctx = search_context(config, trained, 10, run)
+        ctx = search_context(config, trained, run)
         stored = run.read_state()["latency"]
     assert ctx.space.resolutions == (16, 24) and ctx.predictor.resolutions == [16, 24]
     assert stored["resolutions"] == [16, 24] and stored["dropped_resolutions"] == [32]

@@ -152,14 +152,14 @@ class RecordSink:
             self.on_record(record)
         return record
 
-    def objective_values(self, row: Mapping[str, Any], objectives: tuple[str, ...]) -> list[float]:
+    def objective_values(self, row: Mapping[str, Any]) -> list[float]:
         """A record's objective values, the measured accuracy of an infeasible one included (for samplers
         that rank infeasible points too, like NSGA-II's constrained domination)."""
         extra = row.get("extra") or {}
         extra = json.loads(extra) if isinstance(extra, str) else extra
         if row.get("status") == "infeasible":
             row = {**row, "acc": extra.get("acc_measured", math.nan)}
-        return values(row, objectives)
+        return values(row, self.objectives)
 
 
 def _finite(v: Any) -> bool:

@@ -179,7 +179,7 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
         note = device_note(budgets["search"], device.type)
         if note:
             console.print(f"[yellow]{note}")
-        ctx = search_context(config, trained, dataset.num_classes, run)
+        ctx = search_context(config, trained, run)
         with trial_workers(config, ctx, run, dataset) as workers:
             ctx.workers = workers
             spent = search_phase(run, ctx, config.searchers, budgets["search"])
@@ -195,13 +195,14 @@ def train_config(config: SearchConfig) -> TrainConfig:
     return TrainConfig(batch_size=config.batch_size)
 
 
-def search_context(config: SearchConfig, trained: Any, num_classes: int, run: RunDir) -> SearchContext:
-    """The searchers' context over a trained supernet (``train_supernet``'s result).
+def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchContext:
+    """The searchers' context over a trained supernet (``train_supernet``'s result), whose space and
+    number of classes it uses.
 
     With a latency table, the searchers see the space restricted to the resolutions the table covers, and
     what the table changes (resolutions left out, figures that are another machine's milliseconds) is
     printed and stored in the run's state under ``latency``."""
-    space = load_space(config.space)
+    space = trained.supernet.space
     latency = _load_predictor(config, space)
     predictor = latency.table if latency else None
     if latency:
@@ -220,7 +221,7 @@ def search_context(config: SearchConfig, trained: Any, num_classes: int, run: Ru
     options.update(channels_last=recipe.channels_last, bf16=recipe.bf16)
     return SearchContext(
         space=space,
-        num_classes=num_classes,
+        num_classes=trained.supernet.num_classes,
         objectives=tuple(config.objectives),
         limits=config.limits,
         seed=config.seed,

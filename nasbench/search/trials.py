@@ -98,7 +98,7 @@ class TrialDriver:
 
     def _tell_row(self, trial: Any, arch: Arch, row: dict[str, Any], reused: bool) -> None:
         completed = row["status"] in REUSABLE
-        values = self.sink.objective_values(row, self.objectives) if completed else None
+        values = self.sink.objective_values(row) if completed else None
         excess = constraint_excess(row, self.limits) if completed else {}
         attrs = {"arch_id": arch.id, "arch": str(arch), "status": "reused" if reused else row["status"]}
         if row.get("error"):
