@@ -41,6 +41,9 @@ def search(
     gpus_per_trial: float = typer.Option(
         None, "--gpus-per-trial", help="On CUDA, each Ray trial's share of a GPU (default 1 / --concurrency)."
     ),
+    workers: int = typer.Option(
+        None, "--workers", help="Data-parallel ranks for the supernet (Ray Train), one device each (default 1)."
+    ),
     as_json: bool = json_option("Print the front as JSON at the end."),
 ) -> None:
     """Train a supernet and search it under the budget; prints the Pareto front and the plot's path."""
@@ -65,6 +68,7 @@ def search(
         "ray_address": ray_address,
         "device": device,
         "gpus_per_trial": gpus_per_trial,
+        "workers": workers,
     }
     config = search_config(given, resume=resume)
     folder = resume or out

@@ -48,6 +48,10 @@ RECIPE = {
 }
 
 
+WORKERS_HELP = "Data-parallel ranks (Ray Train, PyTorch DDP), one device each; --batch-size is per rank (default 1)."
+BATCH_NORM_HELP = "With --workers: local (each rank's own batch statistics, the default) or sync (the global batch's)."
+
+
 @app.command("train-supernet")
 def train_supernet_command(
     space: str = typer.Option(None, "--space", "-s", help="A shipped space name or a YAML file."),
@@ -74,6 +78,9 @@ def train_supernet_command(
     val_fraction: float = RECIPE["val_fraction"],
     device: str = device_option(),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's choice)."),
+    workers: int = typer.Option(None, "--workers", help=WORKERS_HELP),
+    batch_norm: str = typer.Option(None, "--batch-norm", help=BATCH_NORM_HELP),
+    ray_address: str = typer.Option(None, "--ray-address", help="An existing Ray cluster for --workers."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar (on stderr)."),
     as_json: bool = json_option("Print the evaluation as JSON."),
 ) -> None:
@@ -84,6 +91,8 @@ def train_supernet_command(
     recipe = {k: v for k, v in locals().items() if k in RECIPE and v is not None}
     interrupt_hint(f"continue with: --out {out} --resume")
     args = _resolve_args(out, resume, space, data, budget, seed, recipe)
+    args["parallel"] = _resolve_parallel(out, resume, workers, batch_norm)
+    args["ray_address"] = ray_address
     summary = _train_and_evaluate(out, resume, args, device, threads, progress)
     if as_json:
         emit_json(summary)
@@ -124,6 +133,21 @@ def _resolve_args(
     return args
 
 
+def _resolve_parallel(out: Path, resume: bool, workers: int | None, batch_norm: str | None) -> dict[str, Any]:
+    """--workers and --batch-norm: given, or with --resume the resumed run's (which must match)."""
+    from nasbench.training.rundir import existing_record
+
+    record = existing_record(out) if resume else None
+    stored = (record or {}).get("identity", {}).get("parallel", {"workers": 1, "batch_norm": "local"})
+    given = {k: v for k, v in {"workers": workers, "batch_norm": batch_norm}.items() if v is not None}
+    if record:
+        given = merge_resumed({k: stored.get(k) for k in ("workers", "batch_norm")}, given, where=f"--out {out}")
+    chosen = {"workers": 1, "batch_norm": "local", **given}
+    if chosen["workers"] < 1:
+        raise NasbenchError(f"--workers must be at least 1, got {chosen['workers']}")
+    return chosen
+
+
 def _train_and_evaluate(
     out: Path, resume: bool, args: dict[str, Any], device: str | None, threads: int | None, progress: bool
 ) -> dict[str, Any]:
@@ -144,18 +168,30 @@ def _train_and_evaluate(
         torch.set_num_threads(threads)
     dataset = load_dataset(args["data"])
     config: TrainConfig = args["config"]
-    result = train_supernet(
-        space,
-        dataset,
-        budget,
-        out,
-        config=config,
-        seed=args["seed"],
-        device=dev,
-        resume=resume,
-        progress=progress,
-        origin={"space": args["space"], "data": args["data"]},
-    )
+    common = {
+        "config": config,
+        "seed": args["seed"],
+        "device": dev,
+        "resume": resume,
+        "progress": progress,
+        "origin": {"space": args["space"], "data": args["data"]},
+    }
+    parallel = args["parallel"]
+    if parallel["workers"] > 1:
+        from nasbench.training.parallel import train_data_parallel
+
+        result = train_data_parallel(
+            space,
+            dataset,
+            budget,
+            out,
+            workers=parallel["workers"],
+            batch_norm=parallel["batch_norm"],
+            ray_address=args["ray_address"],
+            **common,
+        )
+    else:
+        result = train_supernet(space, dataset, budget, out, **common)
     summary = _evaluate_extremes(result, space, config, args["seed"])
     summary.update(run=str(out), space=space.name, data=dataset.name, budget=str(budget), steps=result.steps)
     summary["note"] = result.note

@@ -120,6 +120,11 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def session_resources() -> dict[str, float]:
+    """The open session's resources in total (``CPU``, ``GPU``, ...), the cluster's when it is one."""
+    return ray.cluster_resources()
+
+
 def put_shared(obj: Any) -> Any:
     """Place ``obj`` (e.g. the trained supernet's state dict) in Ray's object store once; the handle is
     small and picklable, so an evaluator factory can carry it to every worker. Call inside a session."""

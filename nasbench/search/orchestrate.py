@@ -69,6 +69,7 @@ class SearchConfig:
     ray_address: str | None = None
     device: str | None = None  # cpu or cuda[:N]; None: CUDA when there is one (resolved on every resume)
     gpus_per_trial: float | None = None  # a Ray trial's share of a GPU on CUDA; None: 1 / concurrency
+    workers: int = 1  # data-parallel ranks for the supernet (Ray Train, one device each); batch_size is per rank
 
     def check(self) -> None:
         registry.check(self.searchers)
@@ -80,6 +81,8 @@ class SearchConfig:
             )
         if self.concurrency < 1:
             raise NasbenchError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.workers < 1:
+            raise NasbenchError(f"--workers must be at least 1, got {self.workers}")
         if self.gpus_per_trial is not None and not 0 < self.gpus_per_trial <= 1:
             raise NasbenchError(f"--gpus-per-trial must be in (0, 1], got {self.gpus_per_trial}")
         resolve_device(self.device)
@@ -104,8 +107,8 @@ def search(
     ``settings`` are ``nasbench search``'s other options with underscores: ``searchers`` (a tuple or
     ``"proximal,nsga2"``), ``objectives``, ``seed``, ``shares``, ``train_budget``, ``max_macs``,
     ``max_latency``, ``latency_table``, ``batch_size``, ``proximal_targets``, ``proximal_steps``,
-    ``concurrency``, ``ray_address``, ``device``, ``gpus_per_trial``. With ``resume``, settings left out come
-    from the run.
+    ``concurrency``, ``ray_address``, ``device``, ``gpus_per_trial``, ``workers``. With ``resume``, settings
+    left out come from the run.
     """
     config = search_config({"space": space, "data": data, "budget": budget, **settings}, resume=resume)
     run = run_search(config, out=Path(out) if out is not None else None, resume=Path(resume) if resume else None)
@@ -165,17 +168,7 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
         where = f"{space.name} on {dataset.name}, {device}, budget {config.budget}"
         console.print(f"[bold]run[/bold] {run.path}  ({where})")
         console.print(f"[bold]phase 1/2[/bold] supernet training, budget {budgets['supernet']}")
-        trained = train_supernet(
-            space,
-            dataset,
-            budgets["supernet"],
-            run.supernet_dir,
-            config=train_config(config),
-            seed=config.seed,
-            device=device,
-            resume=(run.supernet_dir / TRAIN_CONFIG_FILE).is_file(),
-            origin=stored,
-        )
+        trained = train_phase(config, space, dataset, budgets["supernet"], run, device, stored)
         note = device_note(budgets["search"], device.type)
         if note:
             console.print(f"[yellow]{note}")
@@ -188,6 +181,26 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
         paths = run.write_outputs(list(config.objectives), budget={"budget": config.budget, **spent}, notes=notes)
         console.print(f"[bold]done[/bold]: {len(run.records())} evaluations; front in {paths['pareto_csv']}")
     return run
+
+
+def train_phase(
+    config: SearchConfig, space: Any, dataset: Any, budget: Budget, run: RunDir, device: Any, origin: dict
+) -> Any:
+    """Phase 1: the supernet, on one device or (``workers`` > 1) data-parallel on Ray Train."""
+    common = {
+        "config": train_config(config),
+        "seed": config.seed,
+        "device": device,
+        "resume": (run.supernet_dir / TRAIN_CONFIG_FILE).is_file(),
+        "origin": origin,
+    }
+    if config.workers > 1:
+        from nasbench.training.parallel import train_data_parallel
+
+        return train_data_parallel(
+            space, dataset, budget, run.supernet_dir, workers=config.workers, ray_address=config.ray_address, **common
+        )
+    return train_supernet(space, dataset, budget, run.supernet_dir, **common)
 
 
 def train_config(config: SearchConfig) -> TrainConfig:

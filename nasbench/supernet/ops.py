@@ -80,7 +80,13 @@ class ElasticConv2d(nn.Module):
 
 
 class ElasticBatchNorm2d(nn.BatchNorm2d):
-    """Batch norm over the leading channels; running statistics are updated in place through slices."""
+    """Batch norm over the leading channels; running statistics are updated in place through slices.
+
+    With ``synchronised`` set (``synchronise_batch_norm``; data-parallel training), training batches are
+    normalised with the statistics of the global batch, all-reduced over the default process group, so
+    N ranks with batch B compute what one device with batch N x B would."""
+
+    synchronised = False  # an attribute, not state: a checkpoint does not say how it was trained
 
     def __init__(self, num_features: int, eps: float):
         super().__init__(num_features, eps=eps)
@@ -107,6 +113,8 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             self.num_batches_tracked.add_(1)
             if self.momentum is None:
                 return self.cumulative_average(x, w)
+        if self.training and self.synchronised:
+            return self.global_batch_norm(x, w, self.momentum if updating else 0.0)
         return F.batch_norm(
             x,
             w["running_mean"],
@@ -128,6 +136,35 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             w["running_mean"].lerp_(mean, factor)
             w["running_var"].lerp_(var, factor)
         return F.batch_norm(x, None, None, w["weight"], w["bias"], True, 0.0, self.eps)
+
+
+    def global_batch_norm(self, x: Tensor, w: dict[str, Tensor], momentum: float) -> Tensor:
+        """Normalise with the mean and variance of every rank's batch together (equal batch sizes): the
+        per-channel sums of x and x^2 in one all-reduce that autograd differentiates through (one more in
+        the backward pass), so the gradient is the global batch's too."""
+        from torch.distributed import get_world_size
+        from torch.distributed.nn.functional import all_reduce
+
+        xf = x.float()
+        count = xf.numel() // xf.shape[1] * get_world_size()
+        sums = all_reduce(torch.cat([xf.sum(dim=(0, 2, 3)), xf.square().sum(dim=(0, 2, 3))]))
+        mean, mean_square = (sums / count).chunk(2)
+        var = (mean_square - mean.square()).clamp_min(0.0)
+        if momentum:
+            with torch.no_grad():
+                w["running_mean"].lerp_(mean.detach(), momentum)
+                w["running_var"].lerp_(var.detach() * (count / max(count - 1, 1)), momentum)
+        scale = torch.rsqrt(var + self.eps) * w["weight"].float()
+        shift = w["bias"].float() - mean * scale
+        out = xf * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+        return out.to(x.dtype)
+
+
+def synchronise_batch_norm(net: nn.Module, on: bool = True) -> None:
+    """Switch every ``ElasticBatchNorm2d`` of ``net`` to global-batch statistics (``on``) or back to local."""
+    for module in net.modules():
+        if isinstance(module, ElasticBatchNorm2d):
+            module.synchronised = on
 
 
 class ElasticLinear(nn.Module):

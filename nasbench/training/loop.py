@@ -69,6 +69,7 @@ class Trainer:
     sampler: CoverageSampler
     device: torch.device
     reorder: bool = True  # OFA's channel re-ordering every ``config.reorder_every`` steps (off while timing)
+    model: torch.nn.Module | None = None  # what runs the forward passes, when not ``net`` (data-parallel: DDP)
 
     def step(self, step: int, total: int) -> torch.Tensor:
         c = self.config
@@ -90,6 +91,7 @@ class Trainer:
             student_label_weight=c.student_label_weight,
             channels_last=c.channels_last,
             bf16=c.bf16,
+            model=self.model,
         )
         done = step + 1
         if self.reorder and c.reorder_every and done % c.reorder_every == 0 and done < total:
@@ -113,10 +115,17 @@ class Trainer:
     def throwaway(self) -> Trainer:
         c = self.config
         stream = BatchStream(
-            self.stream.data, c.batch_size, self.stream.resolution, seed=TIMING_SEED, channels_last=c.channels_last
+            self.stream.data,
+            c.batch_size,
+            self.stream.resolution,
+            seed=TIMING_SEED,
+            channels_last=c.channels_last,
+            shard=self.stream.shard,
         )
         optimizer, sampler = make_optimizer(self.net, c), CoverageSampler(self.space, TIMING_SEED)
-        return Trainer(self.space, c, self.net, optimizer, stream, sampler, self.device, reorder=False)
+        twin = Trainer(self.space, c, self.net, optimizer, stream, sampler, self.device, reorder=False)
+        twin.model = self.model
+        return twin
 
 
 def train_supernet(
@@ -230,7 +239,13 @@ def _start_run(
 
 @torch.no_grad()
 def _build(
-    space: SearchSpace, num_classes: int, train: DeviceData, config: TrainConfig, seed: int, device: torch.device
+    space: SearchSpace,
+    num_classes: int,
+    train: DeviceData,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+    shard: tuple[int, int] = (0, 1),
 ) -> Trainer:
     seed_everything(seed)  # the supernet's initial weights come from torch's global generator
     net = Supernet(space, num_classes=num_classes).to(device)
@@ -239,7 +254,7 @@ def _build(
     if config.channels_last:
         net.to(memory_format=torch.channels_last)
     stream = BatchStream(
-        train, config.batch_size, max(space.resolutions), seed=seed, channels_last=config.channels_last
+        train, config.batch_size, max(space.resolutions), seed=seed, channels_last=config.channels_last, shard=shard
     )
     return Trainer(space, config, net, make_optimizer(net, config), stream, CoverageSampler(space, seed), device)
 

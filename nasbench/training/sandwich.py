@@ -3,7 +3,9 @@
 Per step: the largest subnet learns from the labels (with label smoothing); the smallest and N random
 subnets learn from the largest subnet's soft labels, detached so no gradient flows into the teacher.
 Every subnet runs at its own resolution (the batch is fetched at the largest and resized down,
-antialiased); the gradients of all of them accumulate before one optimizer step.
+antialiased); the gradients of all of them accumulate before one optimizer step. Under data-parallel
+training (``model`` a ``DistributedDataParallel`` around ``net``) every subnet but the last runs under
+``no_sync``, so the gradients are all-reduced once per step, after all of them have accumulated.
 """
 
 from __future__ import annotations
@@ -74,27 +76,35 @@ def sandwich_step(
     student_label_weight: float = 0.0,
     channels_last: bool = False,
     bf16: bool = False,
+    model: nn.Module | None = None,
 ) -> StepLosses:
-    """Forward and backward every subnet in ``archs`` (the first is the teacher), then one optimizer step."""
+    """Forward and backward every subnet in ``archs`` (the first is the teacher), then one optimizer step.
+
+    ``model``, when given, is what runs the forward passes (a ``DistributedDataParallel`` wrapping ``net``);
+    ``net`` is where the subnet is selected."""
     optimizer.zero_grad(set_to_none=True)
     cast = autocast(images.device, bf16)
+    model = net if model is None else model
+    no_sync = getattr(model, "no_sync", None)
     teacher_logits: Tensor | None = None
     largest = total = images.new_zeros(())
     for i, arch in enumerate(archs):
         net.set_active(arch)
         x = at_resolution(images, arch.resolution, channels_last)
-        with cast:
-            logits = net(x)
-        if i == 0:
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-            teacher_logits = logits.detach()
-            largest = loss.detach()
-        else:
-            loss = distillation_loss(logits, teacher_logits, kd_temperature)
-            if student_label_weight:
-                label_loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-                loss = (1 - student_label_weight) * loss + student_label_weight * label_loss
-        loss.backward()
+        deferred = no_sync() if no_sync is not None and i < len(archs) - 1 else contextlib.nullcontext()
+        with deferred:
+            with cast:
+                logits = model(x)
+            if i == 0:
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+                teacher_logits = logits.detach()
+                largest = loss.detach()
+            else:
+                loss = distillation_loss(logits, teacher_logits, kd_temperature)
+                if student_label_weight:
+                    label_loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+                    loss = (1 - student_label_weight) * loss + student_label_weight * label_loss
+            loss.backward()
         total = total + loss.detach()
     optimizer.step()
     return StepLosses(largest=largest, total=total)

@@ -30,12 +30,28 @@ class BatchStream:
     Its state is the data generator's state at the start of the current epoch plus the number of batches
     taken since; restoring replays those batches' draws (the shuffle and the augmentation), so the next
     batch is the one an uninterrupted run would have got.
+
+    With ``shard=(rank, world)`` (data-parallel training) every rank draws the same global batch of
+    ``world x batch_size`` images, shuffle and augmentation included, and keeps its own ``batch_size``: the
+    ranks stay in step without communicating, and together they see exactly the batches one device with
+    the global batch size would.
     """
 
     def __init__(
-        self, data: DeviceData, batch_size: int, resolution: int, *, seed: int, channels_last: bool = False
+        self,
+        data: DeviceData,
+        batch_size: int,
+        resolution: int,
+        *,
+        seed: int,
+        channels_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        rank, world = shard
+        if not 0 <= rank < world:
+            raise ValueError(f"shard {shard}: the rank must be in [0, world)")
         self.data, self.batch_size, self.resolution, self.channels_last = data, batch_size, resolution, channels_last
+        self.shard = shard
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0
         self._start_epoch()
@@ -43,20 +59,25 @@ class BatchStream:
     def _start_epoch(self) -> None:
         # train_batches draws nothing until its first batch is asked for, so this is the epoch's start state
         self._epoch_state = self.generator.get_state()
+        global_batch = self.batch_size * self.shard[1]
         self._batches: Iterator = self.data.train_batches(
-            self.batch_size, self.resolution, generator=self.generator, channels_last=self.channels_last
+            global_batch, self.resolution, generator=self.generator, channels_last=self.channels_last
         )
         self.position = 0
 
     def next(self) -> tuple[Tensor, Tensor]:
         try:
-            batch = next(self._batches)
+            images, labels = next(self._batches)
         except StopIteration:
             self.epoch += 1
             self._start_epoch()
-            batch = next(self._batches)
+            images, labels = next(self._batches)
         self.position += 1
-        return batch
+        rank, world = self.shard
+        if world == 1:
+            return images, labels
+        keep = slice(rank * self.batch_size, (rank + 1) * self.batch_size)
+        return images[keep], labels[keep]
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position, "epoch_state": self._epoch_state.clone()}

@@ -72,6 +72,24 @@ class StepTask(Protocol):
         ...
 
 
+class Consensus:
+    """How the processes running one job agree on the timing's decisions: this one is a single process's.
+
+    Data-parallel ranks (``nasbench.training.parallel``) step together, so each early stop of the warm-up
+    or the timing, and the step time a plan is made from, must be the same on every rank."""
+
+    def any(self, flag: bool) -> bool:
+        """True when ``flag`` is true on any rank."""
+        return flag
+
+    def max(self, value: float) -> float:
+        """The largest ``value`` over the ranks."""
+        return value
+
+
+LOCAL = Consensus()
+
+
 @dataclass(frozen=True)
 class StepPlan:
     """A run's step count, fixed at its start and saved with it."""
@@ -82,9 +100,12 @@ class StepPlan:
     how: str  # how the count was reached, for people
 
 
-def plan_steps(task: StepTask, budget: Budget, clock: BudgetClock, steps_per_epoch: int) -> StepPlan:
+def plan_steps(
+    task: StepTask, budget: Budget, clock: BudgetClock, steps_per_epoch: int, consensus: Consensus = LOCAL
+) -> StepPlan:
     """The step count ``budget`` allows; a time budget times real steps first (on throwaway state), for
-    at most ``TIMING_SHARE`` of what ``clock`` has left, and plans ``TIME_MARGIN`` of what is left after."""
+    at most ``TIMING_SHARE`` of what ``clock`` has left, and plans ``TIME_MARGIN`` of what is left after
+    (data-parallel: at the slowest rank's step time)."""
     if budget.kind == STEPS:
         return StepPlan(budget.count, None, 1.0, "the budget in steps")
     if budget.kind == EPOCHS:
@@ -92,14 +113,19 @@ def plan_steps(task: StepTask, budget: Budget, clock: BudgetClock, steps_per_epo
         return StepPlan(budget.count * steps_per_epoch, None, 1.0 / steps_per_epoch, how)
     share = clock.remaining / clock.devices
     timing = time_steps(
-        task, task.config.timing_steps, max_seconds=TIMING_SHARE * share, warmup_seconds=WARMUP_SHARE * share
+        task,
+        task.config.timing_steps,
+        max_seconds=TIMING_SHARE * share,
+        warmup_seconds=WARMUP_SHARE * share,
+        consensus=consensus,
     )
-    total = max(1, int(clock.remaining * TIME_MARGIN / (timing.step_seconds * clock.devices)))
+    step_seconds = consensus.max(timing.step_seconds)
+    total = max(1, int(clock.remaining * TIME_MARGIN / (step_seconds * clock.devices)))
     how = (
         f"{TIME_MARGIN:.0%} of the budget left after {timing.warmup} warm-up steps and timing {timing.timed} steps, "
         "at their mean"
     )
-    return StepPlan(total, timing.step_seconds, 0.0, how)
+    return StepPlan(total, step_seconds, 0.0, how)
 
 
 @dataclass(frozen=True)
@@ -110,7 +136,12 @@ class Timing:
 
 
 def time_steps(
-    task: StepTask, n: int, *, max_seconds: float = float("inf"), warmup_seconds: float = float("inf")
+    task: StepTask,
+    n: int,
+    *,
+    max_seconds: float = float("inf"),
+    warmup_seconds: float = float("inf"),
+    consensus: Consensus = LOCAL,
 ) -> Timing:
     """``n`` steps of ``task.throwaway()`` timed after untimed warm-up steps (``warm_up``), fewer when they
     would take more than ``max_seconds`` (at least one is timed).
@@ -121,11 +152,11 @@ def time_steps(
     saved, rng = copy.deepcopy(task.state_dict()), capture_rng()
     probe = task.throwaway()
     try:
-        warmup = warm_up(probe, task.device, n + WARMUP_MAX_STEPS, max_seconds=warmup_seconds)
+        warmup = warm_up(probe, task.device, n + WARMUP_MAX_STEPS, max_seconds=warmup_seconds, consensus=consensus)
         times, started = [], time.perf_counter()
         for i in range(warmup, warmup + n):
             times.append(_timed_step(probe, task.device, i, warmup + n))
-            if time.perf_counter() - started > max_seconds:
+            if consensus.any(time.perf_counter() - started > max_seconds):
                 break
     finally:
         task.load_state_dict(saved)
@@ -134,19 +165,23 @@ def time_steps(
     return Timing(statistics.mean(times), len(times), warmup)
 
 
-def warm_up(probe: StepTask, device: torch.device, total: int, *, max_seconds: float = float("inf")) -> int:
+def warm_up(
+    probe: StepTask,
+    device: torch.device,
+    total: int,
+    *,
+    max_seconds: float = float("inf"),
+    consensus: Consensus = LOCAL,
+) -> int:
     """Untimed steps of ``probe`` until the step time settles (the mean of the last two steps within
     ``SETTLED`` of the two before's), ``WARMUP_MAX_STEPS`` were made, or ``max_seconds`` passed; at least
     one. Returns the number of steps made."""
     times, started = [], time.perf_counter()
     while len(times) < WARMUP_MAX_STEPS:
         times.append(_timed_step(probe, device, len(times), total))
-        if time.perf_counter() - started > max_seconds:
+        settled = len(times) >= 4 and abs(sum(times[-2:]) - sum(times[-4:-2])) <= SETTLED * sum(times[-4:-2])
+        if consensus.any(time.perf_counter() - started > max_seconds or settled):
             break
-        if len(times) >= 4:
-            before, last = sum(times[-4:-2]), sum(times[-2:])
-            if abs(last - before) <= SETTLED * before:
-                break
     return len(times)
 
 
@@ -169,7 +204,7 @@ class Session:
 
 def run_steps(
     task: StepTask,
-    checkpoint: Path,
+    checkpoint: Path | None,
     *,
     total: int,
     warmup: int,
@@ -181,8 +216,9 @@ def run_steps(
 ) -> Session:
     """Steps from ``state``'s (a checkpoint read by the caller; else 0) to ``total``, with a warm-up/cosine
     learning rate, checkpointing into ``checkpoint`` every ``task.config.checkpoint_every`` steps and at the
-    end. A ``clock`` is charged ``budget_per_step`` a step (time budgets charge themselves) and its budget
-    and spending go into each checkpoint."""
+    end (None: no checkpoints, as on every data-parallel rank but the first). A ``clock`` is charged
+    ``budget_per_step`` a step (time budgets charge themselves) and its budget and spending go into each
+    checkpoint."""
     scheduler = make_scheduler(task.optimizer, warmup=warmup, total=total)
     start, seconds_before = _restore(task, scheduler, state) if state else (0, 0.0)
     every, batch = task.config.checkpoint_every, task.config.batch_size
@@ -194,7 +230,7 @@ def run_steps(
         done = i + 1
         if clock is not None and budget_per_step:
             clock.add(budget_per_step)
-        if done % every == 0 or done == total:
+        if checkpoint is not None and (done % every == 0 or done == total):
             run_seconds = seconds_before + time.perf_counter() - started
             _save(checkpoint, task, scheduler, done, run_seconds, clock)
         meter.update(done, loss)
