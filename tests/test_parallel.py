@@ -1,7 +1,8 @@
 """Data-parallel supernet training on Ray Train (gloo on CPU): two ranks equal one device with their global
 batch, a killed two-rank run resumes to the uninterrupted result, a failing rank fails the command cleanly.
-The tests that start Ray in a child process of their own (kill and resume, Ctrl-C) or time a budget are
-``slow``: ``make test-all`` runs them.
+The tests that start Ray in a child process of their own (kill and resume, Ctrl-C), time a budget or run
+a whole search are ``slow`` (``make test-all`` runs them): the default suite keeps the equality, the
+failing worker, the single all-reduce and the refusals.
 
 Everything runs a copy of ``tiny`` at resolutions 12 and 16 on ``digits``, one CPU thread per rank.
 """
@@ -306,6 +307,7 @@ def test_a_device_time_budget_is_charged_for_every_worker(tmp_path, space, digit
     assert 2 * result.seconds <= result.spent <= 2 * result.wall_seconds  # wall x 2 devices, as clocked by rank 0
 
 
+@pytest.mark.slow
 def test_a_search_trains_its_supernet_on_two_workers(tmp_path, space_path, ray_up):
     import nasbench
 

@@ -194,6 +194,7 @@ def _train_and_evaluate(
         result = train_supernet(space, dataset, budget, out, **common)
     summary = _evaluate_extremes(result, space, config, args["seed"])
     summary.update(run=str(out), space=space.name, data=dataset.name, budget=str(budget), steps=result.steps)
+    summary.update(workers=parallel["workers"], batch_norm=parallel["batch_norm"] if parallel["workers"] > 1 else None)
     summary["note"] = result.note
     write_json(out / EVAL_FILE, summary)
     return summary

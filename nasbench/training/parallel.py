@@ -26,6 +26,7 @@ The engine (``nasbench.engines.ray_train``) starts the ranks with the process gr
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from rich.progress import TaskID
+from rich.progress import Progress, TaskID
 
 import nasbench.training.rundir as rundir
 from nasbench.atomic import write_json
@@ -173,7 +174,7 @@ def train_data_parallel(
 
     began = time.perf_counter()
     with progress_bar(progress) as bar:
-        watcher = _ProgressWatcher(bar, out / PROGRESS_FILE)
+        watcher = _ProgressWatcher(bar, out / PROGRESS_FILE, config.batch_size * workers)
         run_ranks(
             train_rank,
             job,
@@ -185,6 +186,7 @@ def train_data_parallel(
             poll=watcher.poll,
         )
         watcher.poll()
+    (out / PROGRESS_FILE).unlink(missing_ok=True)
     wall = time.perf_counter() - began
     return _result(space, data, budget, out, dev, train, val, before, wall, workers)
 
@@ -252,21 +254,25 @@ class _FileBar:
 
 
 class _ProgressWatcher:
-    """The driver's bar, following rank 0's progress file."""
+    """The driver's bar, following rank 0's progress file; images per second of the global batch."""
 
-    def __init__(self, bar, path: Path) -> None:
-        self.bar, self.path, self.task = bar, path, None
+    def __init__(self, bar: Progress, path: Path, global_batch: int) -> None:
+        self.bar, self.path, self.global_batch = bar, path, global_batch
+        self.task: TaskID | None = None
+        self.last: tuple[int, float] | None = None
 
     def poll(self) -> None:
-        import json
-
         try:
             fields = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return
+        done, now = int(fields["completed"]), time.perf_counter()
         if self.task is None:
-            self.task = self.bar.add_task(
-                fields["description"], total=fields["total"], completed=fields["completed"], loss="-", ips="-", left=""
-            )
-        extra = {k: fields[k] for k in ("loss", "ips", "left") if k in fields}
-        self.bar.update(self.task, completed=fields["completed"], **extra)
+            self.task = self.bar.add_task(fields["description"], total=fields["total"], completed=done, ips="-",
+                                          loss="-", left="")  # fmt: skip
+        figures = {k: fields[k] for k in ("loss", "left") if k in fields}
+        if self.last is not None and done > self.last[0]:
+            figures["ips"] = f"{(done - self.last[0]) * self.global_batch / (now - self.last[1]):,.0f}"
+        if self.last is None or done > self.last[0]:
+            self.last = (done, now)
+        self.bar.update(self.task, completed=done, **figures)

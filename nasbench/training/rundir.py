@@ -6,6 +6,7 @@
     RUN_DIR/checkpoint.pt        the latest checkpoint (replaced atomically)
     RUN_DIR/train_result.json    written when training reaches its last step
     RUN_DIR/supernet_eval.json   written by the CLI: largest and smallest subnets after BN recalibration
+    RUN_DIR/ray_tmp/, ray_train/ data-parallel runs (--workers): Ray's logs and Ray Train's run state
 
 A run's *identity* is everything that decides its result; a folder that holds a run with another identity
 is refused rather than overwritten or silently mixed.
