@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], help="TrainConfig field=value (JSON value)")
+    ap.add_argument("--bn-batches", type=int, default=None, help="BN recalibration batches (default: the recipe's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     space, dataset = load_space(args.space), load_dataset(args.data)
@@ -70,8 +71,10 @@ def main() -> None:
         space, dataset, parse_budget(args.budget), out, config=config, seed=args.seed, resume=resume, progress=False
     )
 
+    bn_batches = args.bn_batches or config.bn_batches  # evaluation only: a finished run in --out is reused
+
     def acc(arch: Arch) -> float:
-        return evaluate(trained.supernet, arch, trained.train, trained.val, bn_batches=config.bn_batches,
+        return evaluate(trained.supernet, arch, trained.train, trained.val, bn_batches=bn_batches,
                         batch_size=config.batch_size, seed=args.seed).top1  # fmt: skip
 
     largest, smallest = acc(space.largest()), acc(space.smallest())
