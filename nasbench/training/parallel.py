@@ -27,6 +27,7 @@ The engine (``nasbench.engines.ray_train``) starts the ranks with the process gr
 from __future__ import annotations
 
 import json
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,11 @@ def train_rank(job: RankJob, data: ImageDataset, device: torch.device) -> None:
     every rank with the default process group initialised."""
     rank, world = dist.get_rank(), dist.get_world_size()
     out, config = Path(job.out_dir), job.config
+    if not (out / rundir.CONFIG_FILE).is_file():
+        raise NasbenchError(
+            f"this worker ({socket.gethostname()}) cannot see the run folder {out}; on a cluster the run folder "
+            "must be on storage every node mounts at the same path"
+        )
     train, _ = _splits(data, config, job.seed, device)
     trainer = _build(job.space, data.num_classes, train, config, job.seed, device, shard=(rank, world))
     synchronise_batch_norm(trainer.net, job.batch_norm == "sync")
