@@ -391,6 +391,44 @@ def test_a_time_budget_is_planned_from_warm_steps_not_cold_ones(monkeypatch):
     assert "after 6 warm-up steps and timing 2 steps" in plan.how
 
 
+class CostlyTask(TinyTask):
+    """A TinyTask whose every step costs ``cost`` seconds of a fake clock (what a budget's clock reads)."""
+
+    def __init__(self, now, cost):
+        super().__init__()
+        self.now, self.cost = now, cost
+
+    def step(self, i, total):
+        self.now[0] += self.cost
+        return super().step(i, total)
+
+
+@pytest.mark.parametrize(
+    ("cost", "expected_total"), [(2.0, 10 + int(80 * 0.95 / 2.0)), (0.5, 10 + int(95 * 0.95 / 0.5))]
+)
+def test_a_time_budget_is_re_planned_once_from_what_its_steps_cost(cost, expected_total):
+    """Planned at 1 s a step, the steps cost 2 s (a GPU still meeting new shapes) or 0.5 s: after step 10 the
+    count is planned again from the clock, so the run ends within its budget, its schedule too."""
+    now = [0.0]
+    clock = BudgetClock(parse_budget("100s"), clock=lambda: now[0]).start()
+    recorded = []
+    task = CostlyTask(now, cost)
+    session = steps.run_steps(task, None, total=100, warmup=5, clock=clock, replan_at=10, on_replan=recorded.append)
+    assert recorded == [expected_total] and session.total == expected_total == task.steps_made
+    assert 0.9 * 100 <= clock.spent <= 100  # without the re-plan: 200 s, or 50 s
+    assert task.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine ends at the new end
+
+
+def test_a_supernet_run_records_its_re_planned_step_count(tmp_path, space, digits, monkeypatch):
+    monkeypatch.setattr(steps, "REPLAN_SHARE", 0.5)
+    result = train_supernet(space, digits, parse_budget("4s"), tmp_path / "run", config=CONFIG, progress=False)
+    plan = json.loads((tmp_path / "run" / "train_config.json").read_text())["plan"]
+    assert plan["replan_at"] >= 1 and plan["total_steps"] == result.steps
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == result.steps
+    if "planned_steps" in plan:  # re-planned to another count (the usual case): the first one is kept
+        assert plan["planned_steps"] != plan["total_steps"]
+
+
 def test_step_loop_checkpoints_on_the_interval_and_at_the_end(tmp_path, monkeypatch):
     saved = []
     save = steps.save_checkpoint

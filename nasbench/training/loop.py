@@ -167,6 +167,7 @@ def train_supernet(
     if note and progress:
         Console(stderr=True).print(f"[yellow]{note}")
     session = _train(trainer, plan, state, clock, checkpoint_path, progress)
+    plan = {**plan, "total_steps": session.total}
     set_temperature(trainer.net, 1.0)  # the end of the annealing schedule, whatever the run's length
     clock.stop()
     wall = time.perf_counter() - began
@@ -204,6 +205,8 @@ def _train(
             budget_per_step=plan["budget_per_step"],
             bar=bar,
             description="supernet",
+            replan_at=plan.get("replan_at"),
+            on_replan=lambda total: rundir.record_replan(path.parent, total),
         )
 
 
@@ -232,6 +235,7 @@ def _start_run(
         "step_seconds": steps.step_seconds,
         "budget_per_step": steps.budget_per_step,
         "how": steps.how,
+        "replan_at": steps.replan_at,
     }
     write_json(out / rundir.CONFIG_FILE, {**record, "plan": plan})
     return plan

@@ -51,9 +51,10 @@ def warmup_cosine(step: int, *, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, *, warmup: int, total: int) -> LambdaLR:
-    """A per-step ``LambdaLR`` of ``warmup_cosine``; its state (the step) goes into checkpoints."""
-    return LambdaLR(optimizer, partial(warmup_cosine, warmup=warmup, total=total))
+def make_scheduler(optimizer: torch.optim.Optimizer, *, warmup: int, total: int, step: int = 0) -> LambdaLR:
+    """A per-step ``LambdaLR`` of ``warmup_cosine``; its state (the step) goes into checkpoints. ``step`` > 0
+    continues a run at that step (the learning rates set for it) over a re-planned ``total``."""
+    return LambdaLR(optimizer, partial(warmup_cosine, warmup=warmup, total=total), last_epoch=step - 1)
 
 
 def resolve_warmup(config: TrainConfig, total: int) -> int:

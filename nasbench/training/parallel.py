@@ -113,7 +113,8 @@ def train_rank(job: RankJob, data: ImageDataset, device: torch.device) -> None:
             "warmup_steps": resolve_warmup(config, steps.total_steps),
             "step_seconds": steps.step_seconds,
             "budget_per_step": steps.budget_per_step,
-            "how": steps.how + f" (the slowest of {world} ranks)" if steps.step_seconds else steps.how,
+            "how": steps.how.replace("at their mean", f"at the mean of the slowest of {world} ranks"),
+            "replan_at": steps.replan_at,
         }
         if rank == 0:
             write_json(out / rundir.CONFIG_FILE, {**record, "plan": plan})
@@ -128,6 +129,9 @@ def train_rank(job: RankJob, data: ImageDataset, device: torch.device) -> None:
         budget_per_step=plan["budget_per_step"],
         bar=bar,
         description=f"supernet x{world}",
+        replan_at=plan.get("replan_at"),
+        on_replan=(lambda total: rundir.record_replan(out, total)) if rank == 0 else None,
+        consensus=DistributedConsensus(device),
     )
     dist.barrier()  # rank 0's last checkpoint is written before any rank reports done
 
@@ -254,8 +258,10 @@ class _FileBar:
         write_json(self.path, self.fields)
         return TaskID(0)
 
-    def update(self, task: TaskID, completed: int, **fields: Any) -> None:
-        self.fields.update(completed=completed, **fields)
+    def update(self, task: TaskID, completed: int | None = None, **fields: Any) -> None:
+        self.fields.update(fields)
+        if completed is not None:
+            self.fields["completed"] = completed
         write_json(self.path, self.fields)
 
 
@@ -281,4 +287,4 @@ class _ProgressWatcher:
             figures["ips"] = f"{(done - self.last[0]) * self.global_batch / (now - self.last[1]):,.0f}"
         if self.last is None or done > self.last[0]:
             self.last = (done, now)
-        self.bar.update(self.task, completed=done, **figures)
+        self.bar.update(self.task, completed=done, total=fields["total"], **figures)

@@ -122,3 +122,13 @@ def read_record(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("identity", {}).get("kind") != RUN_KIND:
         raise NasbenchError(f"{path} is not a supernet training record; choose another --out")
     return record
+
+
+def record_replan(out_dir: Path, total: int) -> None:
+    """Record in the run's plan that its step count was re-planned to ``total`` (the first count is kept)."""
+    path = Path(out_dir) / CONFIG_FILE
+    record = read_record(path)
+    plan = dict(record["plan"])
+    plan.setdefault("planned_steps", plan["total_steps"])
+    plan["total_steps"] = total
+    write_json(path, {**record, "plan": plan})

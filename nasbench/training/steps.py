@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ WARMUP_SHARE = 0.1  # the untimed warm-up before it stops at this share of a tim
 WARMUP_MAX_STEPS = 20  # and after this many steps, settled or not
 SETTLED = 0.25  # warm: the last two steps' mean is within this share of the two before's
 TIME_MARGIN = 0.95  # share of a time budget planned for steps; the rest absorbs checkpoints and timing noise
+REPLAN_SHARE = 0.1  # a time budget's run is re-planned once, from its own steps, after this share of them
 REFRESH_SECONDS = 0.5  # the bar reads the loss (a host sync) at most this often, never every step
 
 
@@ -98,6 +100,7 @@ class StepPlan:
     step_seconds: float | None  # mean seconds of a timed step (time budgets only)
     budget_per_step: float  # budget units one step spends: 1 for steps, 1/epoch for epochs, 0 for time (clocked)
     how: str  # how the count was reached, for people
+    replan_at: int | None = None  # time budgets: the step after which the count is re-planned from real steps
 
 
 def plan_steps(
@@ -125,7 +128,8 @@ def plan_steps(
         f"{TIME_MARGIN:.0%} of the budget left after {timing.warmup} warm-up steps and timing {timing.timed} steps, "
         "at their mean"
     )
-    return StepPlan(total, step_seconds, 0.0, how)
+    how += f"; re-planned once after {REPLAN_SHARE:.0%} of the steps, from what they cost"
+    return StepPlan(total, step_seconds, 0.0, how, replan_at=max(1, round(REPLAN_SHARE * total)))
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ class Session:
     seconds: float  # wall seconds of this session's steps (checkpoints included)
     run_seconds: float  # the same over every session of the run (carried in checkpoints)
     images: int  # training images this session stepped through
+    total: int  # the run's step count, as re-planned when it was
 
 
 def run_steps(
@@ -213,23 +218,43 @@ def run_steps(
     budget_per_step: float = 0.0,
     bar: Progress | None = None,
     description: str = "",
+    replan_at: int | None = None,
+    on_replan: Callable[[int], None] | None = None,
+    consensus: Consensus = LOCAL,
 ) -> Session:
     """Steps from ``state``'s (a checkpoint read by the caller; else 0) to ``total``, with a warm-up/cosine
     learning rate, checkpointing into ``checkpoint`` every ``task.config.checkpoint_every`` steps and at the
     end (None: no checkpoints, as on every data-parallel rank but the first). A ``clock`` is charged
     ``budget_per_step`` a step (time budgets charge themselves) and its budget and spending go into each
-    checkpoint."""
+    checkpoint.
+
+    ``replan_at`` (time budgets): after that step, the step count is planned again from what this session's
+    steps cost the clock, so a run whose steps turn out dearer (or cheaper) than the timed ones still ends
+    within its budget; ``on_replan(new_total)`` records it. A run resumed past that step keeps its count."""
     scheduler = make_scheduler(task.optimizer, warmup=warmup, total=total)
     start, seconds_before = _restore(task, scheduler, state) if state else (0, 0.0)
     every, batch = task.config.checkpoint_every, task.config.batch_size
     meter = _Meter(bar, description, total, start, batch, clock)
     started = time.perf_counter()
-    for i in range(start, total):
+    spent_at_start = clock.spent if clock is not None else 0.0
+    i = start
+    while i < total:
         loss = task.step(i, total)
         scheduler.step()
-        done = i + 1
+        done = i = i + 1
         if clock is not None and budget_per_step:
             clock.add(budget_per_step)
+        if done == replan_at and clock is not None and clock.budget.is_time and done > start:
+            _sync(task.device)  # once a run: the steps so far have to have finished to be counted
+            per_step = consensus.max((clock.spent - spent_at_start) / (done - start))  # data-parallel: the
+            remaining = -consensus.max(-clock.remaining)  # slowest rank's cost, the least budget left: all agree
+            new_total = done + int(remaining * TIME_MARGIN / per_step) if per_step > 0 else total
+            if new_total != total:
+                total = max(done, new_total)
+                scheduler = make_scheduler(task.optimizer, warmup=warmup, total=total, step=scheduler.last_epoch)
+                meter.retotal(total)
+                if on_replan is not None:
+                    on_replan(total)
         if checkpoint is not None and (done % every == 0 or done == total):
             run_seconds = seconds_before + time.perf_counter() - started
             _save(checkpoint, task, scheduler, done, run_seconds, clock)
@@ -237,7 +262,7 @@ def run_steps(
     _sync(task.device)
     seconds = time.perf_counter() - started
     images = (total - start) * batch
-    return Session(start if state else None, seconds, seconds_before + seconds, images)
+    return Session(start if state else None, seconds, seconds_before + seconds, images, total)
 
 
 def _save(path: Path, task: StepTask, scheduler: Any, step: int, seconds: float, clock: BudgetClock | None) -> None:
@@ -309,6 +334,12 @@ class _Meter:
         figures = {"loss": f"{mean_loss:.3f}", "ips": f"{ips:,.0f}", "left": self._left(done, rate)}
         self.bar.update(self.task, completed=done, **figures)
         self.shown, self.last, self.loss_sum = done, now, None
+
+    def retotal(self, total: int) -> None:
+        """The run was re-planned to ``total`` steps."""
+        self.total = total
+        if self.bar is not None:
+            self.bar.update(self.task, total=total)
 
     def _left(self, done: int, seconds_per_step: float | None) -> str:
         if self.clock is not None and self.clock.budget.is_time:
