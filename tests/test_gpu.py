@@ -95,3 +95,15 @@ def test_proximal_keeps_alphas_and_steps_on_the_supernet_device():
     assert all(a.device.type == "cuda" for a in search.init_alpha(0).values())
     run = search.search_target(0, expected_macs(space, 10).exact(space.largest()) / 2, lambda: False)
     assert len(run.visits) == 3 and run.final is not None
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="data-parallel on CUDA needs two GPUs")
+def test_train_supernet_on_two_gpus_with_nccl(tmp_path):
+    """Issue 12's CUDA path: two ranks, one GPU each, DDP over NCCL, synchronised batch norm, bf16."""
+    out = tmp_path / "two"
+    args = ["--space", "tiny", "--data", "digits", "--budget", "20steps", "--batch-size", "32", "--out", str(out)]
+    args += ["--workers", "2", "--batch-norm", "sync", "--device", "cuda", "--no-progress", "--json"]
+    summary = json.loads(nasbench("train-supernet", *args).stdout)
+    assert summary["steps"] == 20 and summary["workers"] == 2 and 0 <= summary["largest"]["top1"] <= 1
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["identity"]["parallel"]["global_batch"] == 64 and record["environment"]["autocast"] == "bf16"
