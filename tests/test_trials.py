@@ -277,6 +277,22 @@ def test_driver_records_objectives_and_constraints_without_ray(space, tmp_path):
     assert study_of(run, "tpe", objectives=objectives).trials[-1].user_attrs["status"] == "reused"
 
 
+def test_trial_searchers_of_one_run_propose_different_architectures(space, tmp_path):
+    """NSGA-II's first generation and TPE's start-up draw as the random sampler does; each searcher seeds
+    its own sampler, so a run with several does not evaluate the same architectures twice."""
+    run = new_run(tmp_path / "run")
+    firsts = {}
+    for sampler in optuna_study.SAMPLERS:
+        clock = BudgetClock(Budget(TRIALS, 8)).start()
+        sink = RecordSink(run, sampler, seed=0, num_classes=10, objectives=("acc", "macs"), limits={}, clock=clock)
+        ctx = SearchContext(space=space, num_classes=10, objectives=("acc", "macs"), limits={}, seed=0,
+                            evaluate=None, study_file=run.optuna_db)  # fmt: skip
+        driver = TrialDriver(ctx, sampler, clock, sink)
+        firsts[sampler] = [driver.ask().arch.id for _ in range(8)]
+    assert len({tuple(ids) for ids in firsts.values()}) == len(firsts), firsts
+    assert not set(firsts["nsga2"]) & set(firsts["random"])
+
+
 # --- a local Ray in the run folder: budget, failures, constraints, shared weights, resume --------------------
 
 
@@ -319,7 +335,8 @@ def test_local_ray_search_failures_and_resume(space, tmp_path):
         budget = Budget(TRIALS, 9)  # 7 recorded: two more evaluations
         _, second, _ = search(space, run, "nsga2", budget, limits=limits, shared=shared, concurrency=1, spent=7)
     trials = study_of(run, "nsga2").trials
-    assert len(trials) == 11  # 6 + 2 left RUNNING + the enqueued repeat + 2 new
+    repeats = sum(t.user_attrs.get("status") == "reused" for t in trials[9:])  # NSGA-II's own (a child = a parent)
+    assert len(trials) == 11 + repeats  # 6 + 2 left RUNNING + the enqueued repeat + 2 new evaluations
     assert [t.user_attrs.get("interrupted", False) for t in trials[6:8]] == [True, False]
     assert trials[7].state.name == "COMPLETE" and trials[7].user_attrs["status"] == "reused"
     assert trials[8].user_attrs["status"] == "reused"

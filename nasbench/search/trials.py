@@ -16,6 +16,7 @@ interrupted. The study lives in the run (``RunDir.optuna_db``; one study per sea
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -42,6 +43,13 @@ def default_study_name(sampler: str, seed: int, objectives: tuple[str, ...] | li
     return f"{sampler}-seed{seed}-{'+'.join(objectives)}"
 
 
+def searcher_seed(sampler: str, seed: int) -> int:
+    """The run's seed made the sampler's own. NSGA-II's first generation (and TPE's start-up trials) draw as
+    the random sampler does: with the run's seed itself, nsga2 would propose the random searcher's first 50
+    architectures, in the same order, and a run with both would evaluate them twice."""
+    return (seed + zlib.crc32(sampler.encode())) % 2**31
+
+
 class TrialDriver:
     """One trial search's study, proposals and outcomes (see the module docstring)."""
 
@@ -56,7 +64,7 @@ class TrialDriver:
         before = len(self.study.get_trials(deepcopy=False))
         budget = clock.budget
         population = 50 if budget.is_time else max(4, min(50, budget.count // 4))
-        seed = optuna_study.resumed_seed(ctx.seed, before)
+        seed = optuna_study.resumed_seed(searcher_seed(sampler, ctx.seed), before)
         self.study.sampler = optuna_study.make_sampler(sampler, seed, population_size=population)
         self.dims = optuna_study.distributions([(d.label, d.choices) for d in self.space.dimensions()])
         self.in_flight = 0
