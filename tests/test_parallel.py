@@ -341,3 +341,15 @@ def test_ctrl_c_ends_a_two_rank_run_and_every_process_it_started(tmp_path, space
     assert child.returncode == 130, err
     assert "--resume" in err  # the hint to continue
     assert len(seen) >= 3 and not alive_after(seen, 30)
+
+
+def test_more_workers_than_ray_has_are_refused_leaving_no_folder(tmp_path, space, digits, ray_up):
+    from nasbench.engines.ray_tune import session_resources
+
+    too_many = int(session_resources()["CPU"]) + 1
+    with pytest.raises(NasbenchError, match=f"--workers {too_many}: Ray has"):
+        train_data_parallel(
+            space, digits, parse_budget("4steps"), tmp_path / "run", workers=too_many, config=CONFIG, device="cpu",
+            progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "run").exists()

@@ -42,12 +42,16 @@ def run_ranks(
     temp_dir: Path,
     address: str | None = None,
     poll: Callable[[], None] | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> None:
     """``rank_fn(job, data, device)`` on ``workers`` Ray Train workers (one GPU each with ``use_gpu``, else
     one CPU core each), inside a private Ray session in ``temp_dir`` or on the cluster at ``address``.
-    ``data`` goes into Ray's object store once. ``poll`` is called about twice a second while they run."""
+    ``data`` goes into Ray's object store once. ``prepare`` is called once Ray is known to have room for
+    the workers, before they start; ``poll`` about twice a second while they run."""
     with ray_session(temp_dir, address, num_gpus=None):
         _check_room(workers, use_gpu)
+        if prepare is not None:
+            prepare()
         payload = {"fn": rank_fn, "job": job, "data": put_shared(data), "cpus": 1}
         trainer = TorchTrainer(
             _worker,

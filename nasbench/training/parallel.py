@@ -27,6 +27,7 @@ The engine (``nasbench.engines.ray_train``) starts the ranks with the process gr
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -174,28 +175,46 @@ def train_data_parallel(
     record = rundir.open_run(out, identity, resume=resume)
     checkpoint_path = out / rundir.CHECKPOINT_FILE
     before = load_checkpoint(checkpoint_path) if record is not None and checkpoint_path.is_file() else None
-    if record is None:
-        out.mkdir(parents=True, exist_ok=True)
-        environment = {**rundir.environment(dev, config), "workers": workers, "batch_norm": batch_norm}
-        write_json(out / rundir.CONFIG_FILE, {"identity": identity, "origin": origin or {}, "environment": environment})
-    (out / PROGRESS_FILE).unlink(missing_ok=True)
+    fresh = not out.exists()
+    claimed = record is not None
+
+    def claim() -> None:
+        """Write the run's record once Ray has the room for it (the ranks read it); nothing is written for a
+        run the cluster cannot take."""
+        nonlocal claimed
+        if not claimed:
+            environment = {**rundir.environment(dev, config), "workers": workers, "batch_norm": batch_norm}
+            record = {"identity": identity, "origin": origin or {}, "environment": environment}
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / rundir.CONFIG_FILE, record)
+            claimed = True
+        (out / PROGRESS_FILE).unlink(missing_ok=True)
+
     job = RankJob(space, budget, str(out.resolve()), config, seed, batch_norm)
     from nasbench.engines.ray_train import run_ranks  # Ray only when asked for
 
     began = time.perf_counter()
-    with progress_bar(progress) as bar:
-        watcher = _ProgressWatcher(bar, out / PROGRESS_FILE, config.batch_size * workers)
-        run_ranks(
-            train_rank,
-            job,
-            data,
-            workers=workers,
-            use_gpu=dev.type == "cuda",
-            temp_dir=out / "ray_tmp",
-            address=ray_address,
-            poll=watcher.poll,
-        )
-        watcher.poll()
+    try:
+        with progress_bar(progress) as bar:
+            watcher = _ProgressWatcher(bar, out / PROGRESS_FILE, config.batch_size * workers)
+            run_ranks(
+                train_rank,
+                job,
+                data,
+                workers=workers,
+                use_gpu=dev.type == "cuda",
+                temp_dir=out / "ray_tmp",
+                address=ray_address,
+                poll=watcher.poll,
+                prepare=claim,
+            )
+            watcher.poll()
+    except BaseException:
+        if not claimed:  # refused before the run was claimed: leave no half-made folder behind
+            shutil.rmtree(out / "ray_tmp", ignore_errors=True)
+            if fresh:
+                shutil.rmtree(out, ignore_errors=True)
+        raise
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     wall = time.perf_counter() - began
     return _result(space, data, budget, out, dev, train, val, before, wall, workers)
