@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from importlib import resources
 from types import SimpleNamespace
 
 import numpy as np
@@ -61,15 +60,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def space_path(tmp_path_factory):
-    text = (resources.files("nasbench.search_spaces") / "tiny.yaml").read_text()
-    text = text.replace("resolution: [16, 24, 32]", "resolution: [12, 16]")
-    text = text.replace(
-        "tiny_ref: {width: 1.0, depth: 1.0, resolution: 32}", "tiny_ref: {width: 1.0, depth: 1.0, resolution: 16}"
-    )
-    path = tmp_path_factory.mktemp("space") / "tiny16.yaml"
-    path.write_text(text)
-    return path
+def space_path(tiny16_path):
+    return tiny16_path
 
 
 @pytest.fixture(scope="module")

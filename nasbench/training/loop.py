@@ -10,7 +10,9 @@ seed alone.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,16 @@ from nasbench.training.optim import (
 )
 from nasbench.training.sandwich import sandwich_archs, sandwich_step
 from nasbench.training.state import BatchStream, load_checkpoint, resolve_device, seed_everything
-from nasbench.training.steps import TIMING_SEED, Session, plan_steps, progress_bar, run_steps
+from nasbench.training.steps import (
+    LOCAL,
+    TIMING_SEED,
+    Consensus,
+    Session,
+    StepPlan,
+    plan_steps,
+    progress_bar,
+    run_steps,
+)
 
 
 @dataclass
@@ -195,19 +206,49 @@ def _train(
     trainer: Trainer, plan: dict[str, Any], state: dict[str, Any] | None, clock: BudgetClock, path: Path, show: bool
 ) -> Session:
     with progress_bar(show) as bar:
-        return run_steps(
-            trainer,
-            path,
-            total=plan["total_steps"],
-            warmup=plan["warmup_steps"],
-            state=state,
-            clock=clock,
-            budget_per_step=plan["budget_per_step"],
-            bar=bar,
-            description="supernet",
-            replan_at=plan.get("replan_at"),
-            on_replan=lambda total: rundir.record_replan(path.parent, total),
-        )
+        on_replan = partial(rundir.record_replan, path.parent)
+        return run_plan(trainer, plan, path, state, clock, bar=bar, description="supernet", on_replan=on_replan)
+
+
+def run_plan(
+    trainer: Trainer,
+    plan: dict[str, Any],
+    checkpoint: Path | None,
+    state: dict[str, Any] | None,
+    clock: BudgetClock,
+    *,
+    bar: Any,
+    description: str,
+    on_replan: Callable[[int], None] | None,
+    consensus: Consensus = LOCAL,
+) -> Session:
+    """The step loop over a recorded plan (``plan_record``), here and on every data-parallel rank."""
+    return run_steps(
+        trainer,
+        checkpoint,
+        total=plan["total_steps"],
+        warmup=plan["warmup_steps"],
+        state=state,
+        clock=clock,
+        budget_per_step=plan["budget_per_step"],
+        bar=bar,
+        description=description,
+        replan_at=plan.get("replan_at"),
+        on_replan=on_replan,
+        consensus=consensus,
+    )
+
+
+def plan_record(steps: StepPlan, config: TrainConfig) -> dict[str, Any]:
+    """A step plan as the run record keeps it."""
+    return {
+        "total_steps": steps.total_steps,
+        "warmup_steps": resolve_warmup(config, steps.total_steps),
+        "step_seconds": steps.step_seconds,
+        "budget_per_step": steps.budget_per_step,
+        "how": steps.how,
+        "replan_at": steps.replan_at,
+    }
 
 
 def _splits(data: ImageDataset, config: TrainConfig, seed: int, device: torch.device) -> tuple[DeviceData, DeviceData]:
@@ -229,14 +270,7 @@ def _start_run(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / rundir.CONFIG_FILE, record)
     steps = plan_steps(trainer, budget, clock, train.batches_per_epoch(trainer.config.batch_size))
-    plan = {
-        "total_steps": steps.total_steps,
-        "warmup_steps": resolve_warmup(trainer.config, steps.total_steps),
-        "step_seconds": steps.step_seconds,
-        "budget_per_step": steps.budget_per_step,
-        "how": steps.how,
-        "replan_at": steps.replan_at,
-    }
+    plan = plan_record(steps, trainer.config)
     write_json(out / rundir.CONFIG_FILE, {**record, "plan": plan})
     return plan
 

@@ -31,6 +31,7 @@ import shutil
 import socket
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,10 @@ from nasbench.supernet import Supernet
 from nasbench.supernet.ops import synchronise_batch_norm
 from nasbench.training.config import TrainConfig
 from nasbench.training.coverage import coverage_table
-from nasbench.training.loop import TrainResult, _build, _result_record, _splits
-from nasbench.training.optim import resolve_warmup, set_temperature
+from nasbench.training.loop import TrainResult, _build, _result_record, _splits, plan_record, run_plan
+from nasbench.training.optim import set_temperature
 from nasbench.training.state import load_checkpoint, resolve_device
-from nasbench.training.steps import Consensus, plan_steps, progress_bar, run_steps
+from nasbench.training.steps import Consensus, plan_steps, progress_bar
 
 BATCH_NORM_MODES = ("sync", "local")
 PROGRESS_FILE = "progress.json"  # rank 0's progress, read by the driver's bar
@@ -109,29 +110,19 @@ def train_rank(job: RankJob, data: ImageDataset, device: torch.device) -> None:
     if plan is None:
         steps_per_epoch = train.batches_per_epoch(config.batch_size * world)
         steps = plan_steps(trainer, job.budget, clock, steps_per_epoch, DistributedConsensus(device))
-        plan = {
-            "total_steps": steps.total_steps,
-            "warmup_steps": resolve_warmup(config, steps.total_steps),
-            "step_seconds": steps.step_seconds,
-            "budget_per_step": steps.budget_per_step,
-            "how": steps.how.replace("at their mean", f"at the mean of the slowest of {world} ranks"),
-            "replan_at": steps.replan_at,
-        }
+        plan = plan_record(steps, config)
+        plan["how"] = steps.how.replace("at their mean", f"at the mean of the slowest of {world} ranks")
         if rank == 0:
             write_json(out / rundir.CONFIG_FILE, {**record, "plan": plan})
-    bar = _FileBar(out / PROGRESS_FILE) if rank == 0 else None
-    run_steps(
+    run_plan(
         trainer,
+        plan,
         checkpoint_path if rank == 0 else None,
-        total=plan["total_steps"],
-        warmup=plan["warmup_steps"],
-        state=state,
-        clock=clock,
-        budget_per_step=plan["budget_per_step"],
-        bar=bar,
+        state,
+        clock,
+        bar=_FileBar(out / PROGRESS_FILE) if rank == 0 else None,
         description=f"supernet x{world}",
-        replan_at=plan.get("replan_at"),
-        on_replan=(lambda total: rundir.record_replan(out, total)) if rank == 0 else None,
+        on_replan=partial(rundir.record_replan, out) if rank == 0 else None,
         consensus=DistributedConsensus(device),
     )
     dist.barrier()  # rank 0's last checkpoint is written before any rank reports done
