@@ -27,8 +27,8 @@ import torch
 from nasbench.budget import parse_budget
 from nasbench.data import load_dataset
 from nasbench.spaces import load_space
-from nasbench.training import TrainConfig, train_supernet
-from nasbench.training.parallel import train_data_parallel
+from nasbench.training import TrainConfig
+from nasbench.training.parallel import train_on_workers
 
 
 def main() -> None:
@@ -59,20 +59,10 @@ def main() -> None:
         for r in range(args.rounds):
             for n in counts:
                 out = root / f"r{r}-w{n}"
-                if n == 1:
-                    result = train_supernet(space, data, budget, out, config=config, device=args.device, progress=False)
-                else:
-                    result = train_data_parallel(
-                        space,
-                        data,
-                        budget,
-                        out,
-                        workers=n,
-                        config=config,
-                        device=args.device,
-                        batch_norm=args.batch_norm,
-                        progress=False,
-                    )
+                result = train_on_workers(
+                    space, data, budget, out, workers=n, batch_norm=args.batch_norm, config=config,
+                    device=args.device, progress=False,
+                )  # fmt: skip
                 ips[n].append(result.images_per_second)
                 print(
                     f"round {r}: {n} worker(s) {result.images_per_second:8.1f} img/s ({result.seconds:.1f} s of steps)",

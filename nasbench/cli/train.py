@@ -156,7 +156,7 @@ def _train_and_evaluate(
     from nasbench.atomic import write_json
     from nasbench.data import load_dataset
     from nasbench.spaces import load_space
-    from nasbench.training import train_supernet
+    from nasbench.training.parallel import train_on_workers
     from nasbench.training.rundir import EVAL_FILE
 
     space = load_space(args["space"])
@@ -168,30 +168,21 @@ def _train_and_evaluate(
         torch.set_num_threads(threads)
     dataset = load_dataset(args["data"])
     config: TrainConfig = args["config"]
-    common = {
-        "config": config,
-        "seed": args["seed"],
-        "device": dev,
-        "resume": resume,
-        "progress": progress,
-        "origin": {"space": args["space"], "data": args["data"]},
-    }
     parallel = args["parallel"]
-    if parallel["workers"] > 1:
-        from nasbench.training.parallel import train_data_parallel
-
-        result = train_data_parallel(
-            space,
-            dataset,
-            budget,
-            out,
-            workers=parallel["workers"],
-            batch_norm=parallel["batch_norm"],
-            ray_address=args["ray_address"],
-            **common,
-        )
-    else:
-        result = train_supernet(space, dataset, budget, out, **common)
+    result = train_on_workers(
+        space,
+        dataset,
+        budget,
+        out,
+        **parallel,
+        ray_address=args["ray_address"],
+        config=config,
+        seed=args["seed"],
+        device=dev,
+        resume=resume,
+        progress=progress,
+        origin={"space": args["space"], "data": args["data"]},
+    )
     summary = _evaluate_extremes(result, space, config, args["seed"])
     summary.update(run=str(out), space=space.name, data=dataset.name, budget=str(budget), steps=result.steps)
     summary.update(workers=parallel["workers"], batch_norm=parallel["batch_norm"] if parallel["workers"] > 1 else None)

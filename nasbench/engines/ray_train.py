@@ -16,7 +16,6 @@ folder instead (rank 0 writes the checkpoint the driver loads).
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from nasbench.engines.ray_tune import get_shared, put_shared, ray_session, sessi
 from nasbench.errors import NasbenchError
 
 POLL_SECONDS = 0.5
+CPUS_PER_WORKER = 1  # a CPU worker is one core: one torch thread
 
 
 def run_ranks(
@@ -52,7 +52,7 @@ def run_ranks(
         _check_room(workers, use_gpu)
         if prepare is not None:
             prepare()
-        payload = {"fn": rank_fn, "job": job, "data": put_shared(data), "cpus": 1}
+        payload = {"fn": rank_fn, "job": job, "data": put_shared(data)}
         trainer = TorchTrainer(
             _worker,
             train_loop_config=payload,
@@ -70,7 +70,7 @@ def run_ranks(
 
 
 def _resources(use_gpu: bool) -> dict[str, float]:
-    return {"CPU": 1, "GPU": 1} if use_gpu else {"CPU": 1}
+    return {"CPU": CPUS_PER_WORKER, "GPU": 1} if use_gpu else {"CPU": CPUS_PER_WORKER}
 
 
 def _check_room(workers: int, use_gpu: bool) -> None:
@@ -121,9 +121,9 @@ def _first_line(error: BaseException) -> str:
 
 
 def _worker(config: dict[str, Any]) -> None:
-    """Every rank's entry: its device and thread count, the data from the object store, then the job."""
-    torch.set_num_threads(int(config["cpus"]))
-    os.environ.setdefault("OMP_NUM_THREADS", str(config["cpus"]))
+    """Every rank's entry: its device, one torch thread (its one CPU core), the data from the object store,
+    then the job."""
+    torch.set_num_threads(CPUS_PER_WORKER)
     device = get_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -41,7 +41,7 @@ from nasbench.search import registry
 from nasbench.search.base import RecordSink, SearchContext
 from nasbench.search.evaluator import EvalSettings, EvaluatorFactory, SupernetEvaluator
 from nasbench.spaces import load_space
-from nasbench.training import TrainConfig, train_supernet
+from nasbench.training import TrainConfig
 from nasbench.training.rundir import CONFIG_FILE as TRAIN_CONFIG_FILE
 from nasbench.training.state import resolve_device
 
@@ -187,20 +187,21 @@ def train_phase(
     config: SearchConfig, space: Any, dataset: Any, budget: Budget, run: RunDir, device: Any, origin: dict
 ) -> Any:
     """Phase 1: the supernet, on one device or (``workers`` > 1) data-parallel on Ray Train."""
-    common = {
-        "config": train_config(config),
-        "seed": config.seed,
-        "device": device,
-        "resume": (run.supernet_dir / TRAIN_CONFIG_FILE).is_file(),
-        "origin": origin,
-    }
-    if config.workers > 1:
-        from nasbench.training.parallel import train_data_parallel
+    from nasbench.training.parallel import train_on_workers  # torch.distributed only when training
 
-        return train_data_parallel(
-            space, dataset, budget, run.supernet_dir, workers=config.workers, ray_address=config.ray_address, **common
-        )
-    return train_supernet(space, dataset, budget, run.supernet_dir, **common)
+    return train_on_workers(
+        space,
+        dataset,
+        budget,
+        run.supernet_dir,
+        workers=config.workers,
+        ray_address=config.ray_address,
+        config=train_config(config),
+        seed=config.seed,
+        device=device,
+        resume=(run.supernet_dir / TRAIN_CONFIG_FILE).is_file(),
+        origin=origin,
+    )
 
 
 def train_config(config: SearchConfig) -> TrainConfig:

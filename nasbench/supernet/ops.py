@@ -137,7 +137,6 @@ class ElasticBatchNorm2d(nn.BatchNorm2d):
             w["running_var"].lerp_(var, factor)
         return F.batch_norm(x, None, None, w["weight"], w["bias"], True, 0.0, self.eps)
 
-
     def global_batch_norm(self, x: Tensor, w: dict[str, Tensor], momentum: float) -> Tensor:
         """Normalise with the mean and variance of every rank's batch together (equal batch sizes): the
         per-channel sums of x and x^2 in one all-reduce that autograd differentiates through (one more in

@@ -161,11 +161,11 @@ def train_supernet(
     """
     require_kind(budget, (DEVICE_TIME, WALL_TIME, STEPS, EPOCHS), "supernet training")
     dev = resolve_device(device)
-    train, val = _splits(data, config, seed, dev)
+    train, val = training_splits(data, config, seed, dev)
     out = Path(out_dir)
     identity = rundir.run_identity(space, rundir.data_identity(data, train, val), budget, seed, config)
     record = rundir.open_run(out, identity, resume=resume)  # raises before anything is written
-    trainer = _build(space, data.num_classes, train, config, seed, dev)
+    trainer = build_trainer(space, data.num_classes, train, config, seed, dev)
     checkpoint_path = out / rundir.CHECKPOINT_FILE
     state = load_checkpoint(checkpoint_path) if record is not None and checkpoint_path.is_file() else None
     clock = BudgetClock(budget, spent_before=float(state["spent"]) if state else 0.0).start()
@@ -198,7 +198,7 @@ def train_supernet(
         wall_seconds=wall,
     )
     if (session.resumed_at or 0) < result.steps or not (out / rundir.RESULT_FILE).is_file():
-        write_json(out / rundir.RESULT_FILE, _result_record(result, budget))
+        write_json(out / rundir.RESULT_FILE, result_record(result, budget))
     return result
 
 
@@ -251,7 +251,9 @@ def plan_record(steps: StepPlan, config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _splits(data: ImageDataset, config: TrainConfig, seed: int, device: torch.device) -> tuple[DeviceData, DeviceData]:
+def training_splits(
+    data: ImageDataset, config: TrainConfig, seed: int, device: torch.device
+) -> tuple[DeviceData, DeviceData]:
     """The search's train/validation split (the one ``nasbench.data.search_data`` gives every phase)."""
     train, val = search_data(data, config.val_fraction, seed, device=device)
     if config.batch_size > len(train):
@@ -276,7 +278,7 @@ def _start_run(
 
 
 @torch.no_grad()
-def _build(
+def build_trainer(
     space: SearchSpace,
     num_classes: int,
     train: DeviceData,
@@ -316,7 +318,7 @@ def zero_init_residuals(net: Supernet) -> None:
                             linear.bias.zero_()
 
 
-def _result_record(result: TrainResult, budget: Budget) -> dict[str, Any]:
+def result_record(result: TrainResult, budget: Budget) -> dict[str, Any]:
     return {
         "steps": result.steps,
         "resumed_at": result.resumed_at,

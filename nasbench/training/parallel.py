@@ -21,7 +21,8 @@ What holds it together:
   count takes the slowest rank's step time, and every early stop of it is agreed by all ranks.
 
 The engine (``nasbench.engines.ray_train``) starts the ranks with the process group set up and calls
-``train_rank`` on each; ``train_data_parallel`` is the driver's side. Nothing here imports Ray.
+``train_rank`` on each; ``train_data_parallel`` is the driver's side (``train_on_workers`` picks it or
+``train_supernet``). Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -49,7 +50,15 @@ from nasbench.supernet import Supernet
 from nasbench.supernet.ops import synchronise_batch_norm
 from nasbench.training.config import TrainConfig
 from nasbench.training.coverage import coverage_table
-from nasbench.training.loop import TrainResult, _build, _result_record, _splits, plan_record, run_plan
+from nasbench.training.loop import (
+    TrainResult,
+    build_trainer,
+    plan_record,
+    result_record,
+    run_plan,
+    train_supernet,
+    training_splits,
+)
 from nasbench.training.optim import set_temperature
 from nasbench.training.state import load_checkpoint, resolve_device
 from nasbench.training.steps import Consensus, plan_steps, progress_bar
@@ -95,8 +104,8 @@ def train_rank(job: RankJob, data: ImageDataset, device: torch.device) -> None:
             f"this worker ({socket.gethostname()}) cannot see the run folder {out}; on a cluster the run folder "
             "must be on storage every node mounts at the same path"
         )
-    train, _ = _splits(data, config, job.seed, device)
-    trainer = _build(job.space, data.num_classes, train, config, job.seed, device, shard=(rank, world))
+    train, _ = training_splits(data, config, job.seed, device)
+    trainer = build_trainer(job.space, data.num_classes, train, config, job.seed, device, shard=(rank, world))
     synchronise_batch_norm(trainer.net, job.batch_norm == "sync")
     ids = [device.index] if device.type == "cuda" else None
     trainer.model = torch.nn.parallel.DistributedDataParallel(
@@ -128,6 +137,26 @@ def train_rank(job: RankJob, data: ImageDataset, device: torch.device) -> None:
     dist.barrier()  # rank 0's last checkpoint is written before any rank reports done
 
 
+def train_on_workers(
+    space: SearchSpace,
+    data: ImageDataset,
+    budget: Budget,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    batch_norm: str = "local",
+    ray_address: str | None = None,
+    **settings: Any,
+) -> TrainResult:
+    """``train_supernet`` on one device, or ``train_data_parallel`` on ``workers`` > 1: the one choice the
+    training command and a search's first phase make. ``settings``: both functions' other keywords."""
+    if workers == 1:
+        return train_supernet(space, data, budget, out_dir, **settings)
+    return train_data_parallel(
+        space, data, budget, out_dir, workers=workers, batch_norm=batch_norm, ray_address=ray_address, **settings
+    )
+
+
 def train_data_parallel(
     space: SearchSpace,
     data: ImageDataset,
@@ -155,7 +184,7 @@ def train_data_parallel(
     if config.reorder_every:
         raise NasbenchError("channel re-ordering (reorder_every) is not supported with --workers; set it to 0")
     dev = resolve_device(device)
-    train, val = _splits(data, config, seed, dev)
+    train, val = training_splits(data, config, seed, dev)
     if config.batch_size * workers > len(train):
         raise NasbenchError(
             f"--workers {workers} x --batch-size {config.batch_size} is more than the {len(train)} training images"
@@ -250,7 +279,7 @@ def _result(
         note=device_note(budget, dev.type),
     )
     if start < result.steps or not (out / rundir.RESULT_FILE).is_file():
-        write_json(out / rundir.RESULT_FILE, {**_result_record(result, budget), "workers": workers})
+        write_json(out / rundir.RESULT_FILE, {**result_record(result, budget), "workers": workers})
     return result
 
 
