@@ -345,3 +345,14 @@ def test_more_workers_than_ray_has_are_refused_leaving_no_folder(tmp_path, space
             progress=False,
         )  # fmt: skip
     assert not (tmp_path / "run").exists()
+
+
+def test_the_command_refuses_a_bad_batch_norm_mode_before_writing(tmp_path, space_path):
+    from typer.testing import CliRunner
+
+    from nasbench.cli import app
+
+    args = ["train-supernet", "--space", str(space_path), "--data", "digits", "--budget", "2steps"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run"), "--batch-norm", "ghost"])
+    assert result.exit_code == 2 and "--batch-norm 'ghost': choose local or sync" in result.output
+    assert not (tmp_path / "run").exists()

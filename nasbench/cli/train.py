@@ -145,6 +145,8 @@ def _resolve_parallel(out: Path, resume: bool, workers: int | None, batch_norm: 
     chosen = {"workers": 1, "batch_norm": "local", **given}
     if chosen["workers"] < 1:
         raise NasbenchError(f"--workers must be at least 1, got {chosen['workers']}")
+    if chosen["batch_norm"] not in ("local", "sync"):
+        raise NasbenchError(f"--batch-norm {chosen['batch_norm']!r}: choose local or sync")
     return chosen
 
 
