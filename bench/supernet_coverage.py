@@ -46,7 +46,10 @@ def parse_set(items: list[str]) -> dict:
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        out[key] = json.loads(value) if value not in ("", None) else value
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:  # a bare word: a string (optimizer=adamw)
+            out[key] = value
     return out
 
 

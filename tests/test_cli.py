@@ -141,13 +141,14 @@ def test_help_texts_match_the_constants_of_the_modules_they_describe():
     from nasbench.cli import latency, retrain, train, zoo
     from nasbench.latency.table import DEFAULT_DIR
     from nasbench.retrain.run import DEFAULT_EPOCHS
-    from nasbench.training.config import OPTIMIZERS
+    from nasbench.training.config import OPTIMIZERS, TEACHER_RESOLUTIONS
     from nasbench.zoo.zoo import DEFAULT_ZOO
 
     assert str(DEFAULT_DIR) == latency.DEFAULT_DIR
     assert retrain.DEFAULT_EPOCHS == DEFAULT_EPOCHS
     assert zoo.DEFAULT_ZOO == DEFAULT_ZOO
     assert train.RECIPE["optimizer"].help == f"One of {', '.join(OPTIMIZERS)}."
+    assert all(name in train.RECIPE["teacher_resolution"].help for name in TEACHER_RESOLUTIONS)
 
 
 def test_every_command_takes_help_and_json():

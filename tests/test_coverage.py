@@ -1,13 +1,14 @@
 """The sandwich's subnet sampler visits every choice of every dimension regularly, and the run records it."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 import nasbench
 from nasbench.budget import parse_budget
 from nasbench.data import load_dataset
-from nasbench.training import TrainConfig, train_supernet
+from nasbench.training import TrainConfig, sandwich_archs, train_supernet
 from nasbench.training.coverage import CoverageSampler, coverage_table, trained_choices
 
 
@@ -47,3 +48,18 @@ def test_a_training_run_records_how_often_each_choice_was_trained(tmp_path):
     assert coverage == coverage_table(coverage, space)  # every choice of every dimension, zeros included
     assert sum(coverage["resolution"].values()) == 6 * 4  # largest, smallest and 2 random subnets per step
     assert all(n >= 2 for n in coverage["resolution"].values())  # 12 random draws over 3 resolutions, at least
+
+
+def test_the_teacher_takes_every_resolution_once_per_cycle_and_resumes():
+    space = nasbench.load_space("tiny")
+    sampler = CoverageSampler(space, seed=0)
+    k = len(space.resolutions)
+    for _ in range(3):
+        archs = [sandwich_archs(space, sampler, 2, teacher_resolution="cycle")[0] for _ in range(k)]
+        assert sorted(a.resolution for a in archs) == sorted(space.resolutions)
+        assert all(a == replace(space.largest(), resolution=a.resolution) for a in archs)  # the largest otherwise
+    twin = CoverageSampler(space, seed=99)
+    twin.load_state_dict(json.loads(json.dumps(sampler.state_dict())))
+    draws = [sandwich_archs(s, x, 2, teacher_resolution="cycle") for s, x in ((space, sampler), (space, twin))]
+    assert draws[0] == draws[1]
+    assert sandwich_archs(space, sampler, 2, teacher_resolution="largest")[0] == space.largest()

@@ -42,6 +42,7 @@ from nasbench.training import (
 )
 from nasbench.training.evaluate import accuracy
 from nasbench.training.optim import dynconv_temperature, set_temperature
+from nasbench.training.rundir import existing_record
 from nasbench.training.state import BatchStream, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from nasbench.training.steps import plan_steps
 
@@ -479,6 +480,7 @@ def invoke(*args):
         (["--budget", "300trials"], "cannot bound supernet training"),
         (["--data", "/nonexistent/data"], "Unknown dataset"),
         (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--teacher-resolution", "smallest"], "teacher_resolution must be one of cycle, largest"),
         (["--device", "cuda:7" if not torch.cuda.is_available() else "tpu"], "--device"),
     ],
 )
@@ -539,3 +541,19 @@ def test_zero_initialised_residual_blocks_make_every_depth_start_alike():
         with torch.no_grad():
             outputs.append(net(x))
     assert space.decode(shallow) != largest and torch.allclose(outputs[0], outputs[1], atol=1e-5)
+
+
+def test_a_run_recorded_before_the_teacher_cycled_resumes_as_it_was_trained(tmp_path, space, digits):
+    """Records without ``teacher_resolution`` trained their teacher at the largest resolution; they say so
+    when read, resume with that recipe, and refuse the new default rather than switch to it mid-run."""
+    run, budget = tmp_path / "old", parse_budget("2steps")
+    old = replace(CONFIG, teacher_resolution="largest")
+    train_supernet(space, digits, budget, run, config=old, progress=False)
+    record = json.loads((run / "train_config.json").read_text())
+    del record["identity"]["config"]["teacher_resolution"]
+    (run / "train_config.json").write_text(json.dumps(record))
+    assert existing_record(run)["identity"]["config"]["teacher_resolution"] == "largest"
+    again = train_supernet(space, digits, budget, run, config=old, resume=True, progress=False)
+    assert again.steps == 2 and again.resumed_at == 2
+    with pytest.raises(NasbenchError, match="teacher_resolution: 'largest' there, 'cycle' now"):
+        train_supernet(space, digits, budget, run, config=CONFIG, resume=True, progress=False)

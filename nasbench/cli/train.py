@@ -31,6 +31,9 @@ RECIPE = {
     "weight_decay": typer.Option(None, "--weight-decay", help="On conv/linear weights; norms and biases get none."),
     "warmup_steps": typer.Option(None, "--warmup-steps", help="Linear warm-up steps (default: 5% of the run)."),
     "num_random": typer.Option(None, "--num-random", help="Random subnets per step besides largest and smallest."),
+    "teacher_resolution": typer.Option(
+        None, "--teacher-resolution", help="cycle (the teacher at every resolution in turn, the default) or largest."
+    ),
     "label_smoothing": typer.Option(None, "--label-smoothing", help="On the largest subnet's label loss."),
     "kd_temperature": typer.Option(None, "--kd-temperature", help="Softening of the distilled soft labels."),
     "student_label_weight": typer.Option(
@@ -66,6 +69,7 @@ def train_supernet_command(
     weight_decay: float = RECIPE["weight_decay"],
     warmup_steps: int = RECIPE["warmup_steps"],
     num_random: int = RECIPE["num_random"],
+    teacher_resolution: str = RECIPE["teacher_resolution"],
     label_smoothing: float = RECIPE["label_smoothing"],
     kd_temperature: float = RECIPE["kd_temperature"],
     student_label_weight: float = RECIPE["student_label_weight"],

@@ -18,6 +18,8 @@ from typing import Any
 from nasbench.arch import Arch
 from nasbench.spaces import SearchSpace
 
+TEACHER_RESOLUTION = "teacher:resolution"  # the teacher's own cycle in ``cycles`` (not a dimension label)
+
 
 class CoverageSampler:
     """Random subnets of ``space`` whose choices cycle (see the module docstring); resumable via state."""
@@ -42,6 +44,14 @@ class CoverageSampler:
                 self.cycles[label] = order
             picks[label] = choices[self.cycles[label].pop()]
         return picks
+
+    def teacher_resolution(self) -> int:
+        """The next resolution of the sandwich's teacher, from a cycle of its own (kept with the others)."""
+        if not self.cycles.get(TEACHER_RESOLUTION):
+            order = list(range(len(self.space.resolutions)))
+            self.rng.shuffle(order)
+            self.cycles[TEACHER_RESOLUTION] = order
+        return self.space.resolutions[self.cycles[TEACHER_RESOLUTION].pop()]
 
     def count(self, arch: Arch) -> None:
         """Add the choices ``arch`` exercises to ``counts`` (see ``trained_choices``)."""

@@ -88,7 +88,9 @@ class Trainer:
             self.net, dynconv_temperature(step, total=total, start=c.dynconv_temperature, anneal=c.dynconv_anneal)
         )
         images, labels = self.stream.next()
-        archs = sandwich_archs(self.space, self.sampler, c.num_random, smallest=c.train_smallest)
+        archs = sandwich_archs(
+            self.space, self.sampler, c.num_random, smallest=c.train_smallest, teacher_resolution=c.teacher_resolution
+        )
         for arch in archs:
             self.sampler.count(arch)
         losses = sandwich_step(

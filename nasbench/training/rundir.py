@@ -29,7 +29,7 @@ from nasbench.data import DeviceData, ImageDataset
 from nasbench.diffing import first_difference
 from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace
-from nasbench.training.config import TrainConfig
+from nasbench.training.config import LEGACY_DEFAULTS, TrainConfig
 
 CONFIG_FILE = "train_config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -121,6 +121,9 @@ def read_record(path: Path) -> dict[str, Any]:
         raise NasbenchError(f"{path} cannot be read as JSON ({e}); the run folder is damaged") from None
     if not isinstance(record, dict) or record.get("identity", {}).get("kind") != RUN_KIND:
         raise NasbenchError(f"{path} is not a supernet training record; choose another --out")
+    config = record["identity"].get("config")
+    if isinstance(config, dict):  # a field the run predates reads as what the run did (LEGACY_DEFAULTS)
+        record["identity"]["config"] = {**LEGACY_DEFAULTS, **config}
     return record
 
 

@@ -1,18 +1,20 @@
 """One supernet training step under the sandwich rule with in-place distillation (Yu et al., BigNAS 2020).
 
-Per step: the largest subnet learns from the labels (with label smoothing); the smallest and N random
-subnets learn from the largest subnet's soft labels, detached so no gradient flows into the teacher.
-Every subnet runs at its own resolution (the batch is fetched at the largest and resized down,
-antialiased); the gradients of all of them accumulate before one optimizer step. Under data-parallel
-training (``model`` a ``DistributedDataParallel`` around ``net``) every subnet but the last runs under
-``no_sync``, so the gradients are all-reduced once per step, after all of them have accumulated.
+Per step: the teacher, the largest subnet, learns from the labels (with label smoothing); the smallest and N
+random subnets learn from its soft labels, detached so no gradient flows into the teacher, and partly from
+the labels. The teacher runs at the largest resolution or, by default, at each resolution in turn (OFA's
+elastic resolution; ``TrainConfig.teacher_resolution``). Every subnet runs at its own resolution (the batch
+is fetched at the largest and resized down, antialiased); the gradients of all of them accumulate before one
+optimizer step. Under data-parallel training (``model`` a ``DistributedDataParallel`` around ``net``) every
+subnet but the last runs under ``no_sync``, so the gradients are all-reduced once per step, after all of
+them have accumulated.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -25,13 +27,26 @@ from nasbench.training.coverage import CoverageSampler
 
 
 def sandwich_archs(
-    space: SearchSpace, sampler: random.Random | CoverageSampler, num_random: int, *, smallest: bool = True
+    space: SearchSpace,
+    sampler: random.Random | CoverageSampler,
+    num_random: int,
+    *,
+    smallest: bool = True,
+    teacher_resolution: str = "largest",
 ) -> list[Arch]:
-    """The subnets of one step: largest first (the teacher), then the smallest (unless ``smallest`` is
-    False), then ``num_random`` samples (from a ``CoverageSampler``, which visits every choice regularly, or
-    uniformly from a ``random.Random``)."""
-    draw = sampler.sample if isinstance(sampler, CoverageSampler) else lambda: space.sample(sampler)
-    return [space.largest(), *([space.smallest()] if smallest else []), *(draw() for _ in range(num_random))]
+    """The subnets of one step: the teacher first, then the smallest (unless ``smallest`` is False), then
+    ``num_random`` samples (from a ``CoverageSampler``, which visits every choice regularly, or uniformly
+    from a ``random.Random``).
+
+    The teacher is the largest subnet, at the largest resolution (``teacher_resolution="largest"``) or at
+    each of the space's resolutions in turn (``"cycle"``, see ``TrainConfig.teacher_resolution``)."""
+    coverage = isinstance(sampler, CoverageSampler)
+    teacher = space.largest()
+    if teacher_resolution == "cycle":
+        resolution = sampler.teacher_resolution() if coverage else sampler.choice(space.resolutions)
+        teacher = replace(teacher, resolution=resolution)
+    draw = sampler.sample if coverage else lambda: space.sample(sampler)
+    return [teacher, *([space.smallest()] if smallest else []), *(draw() for _ in range(num_random))]
 
 
 def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
@@ -60,7 +75,7 @@ def at_resolution(images: Tensor, resolution: int, channels_last: bool) -> Tenso
 class StepLosses:
     """Detached losses of one step (tensors, so reading them is the caller's choice of sync point)."""
 
-    largest: Tensor  # the largest subnet's label loss
+    largest: Tensor  # the teacher's (the largest subnet's) label loss
     total: Tensor  # the sum over all subnets, which is what was back-propagated
 
 
