@@ -56,8 +56,8 @@ class TrainConfig(DictConfig):
     # the teacher trains all of its weights; it is two thirds of a step's compute, and the other subnets'
     # accuracy follows the steps a run gets through, not the teacher's accuracy (bench/supernet_coverage.py on
     # CIFAR-10: at 1,758 steps the median random architecture is 42.5% with a cycling teacher, 42.8% without;
-    # in 10 minutes on two CPU cores, 3,362 steps instead of 2,716 give it 50.6% instead of 48.6%, the largest
-    # at the largest resolution 64.7% instead of 65.3%, and the largest at the smallest 60.3% instead of 47.4%).
+    # in 10 minutes on two CPU cores, 3,174-3,450 steps instead of 2,716 give it 50.1-52.0% instead of 48.6%,
+    # the largest at the largest resolution 62.3-65.1% against 65.3%, at the smallest 58-61% against 47.4%).
     teacher_resolution: str = "cycle"
     kd_temperature: float = 1.0  # softening of the largest subnet's soft labels; BigNAS distils at 1
     # Share of the label loss in the other subnets' loss, the rest distilled from the largest: early in a short
