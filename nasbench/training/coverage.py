@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from nasbench.arch import Arch
@@ -36,22 +37,19 @@ class CoverageSampler:
 
     def draw(self) -> dict[str, Any]:
         """The next choice of every dimension (``sample`` decodes them into an ``Arch``)."""
-        picks = {}
-        for label, choices in self.dims.items():
-            if not self.cycles[label]:
-                order = list(range(len(choices)))
-                self.rng.shuffle(order)
-                self.cycles[label] = order
-            picks[label] = choices[self.cycles[label].pop()]
-        return picks
+        return {label: self._next(label, choices) for label, choices in self.dims.items()}
 
     def teacher_resolution(self) -> int:
         """The next resolution of the sandwich's teacher, from a cycle of its own (kept with the others)."""
-        if not self.cycles.get(TEACHER_RESOLUTION):
-            order = list(range(len(self.space.resolutions)))
+        return self._next(TEACHER_RESOLUTION, self.space.resolutions)
+
+    def _next(self, cycle: str, choices: Sequence[Any]) -> Any:
+        """The next of ``choices`` from the named cycle, refilled in a new seeded order when it runs out."""
+        if not self.cycles.get(cycle):
+            order = list(range(len(choices)))
             self.rng.shuffle(order)
-            self.cycles[TEACHER_RESOLUTION] = order
-        return self.space.resolutions[self.cycles[TEACHER_RESOLUTION].pop()]
+            self.cycles[cycle] = order
+        return choices[self.cycles[cycle].pop()]
 
     def count(self, arch: Arch) -> None:
         """Add the choices ``arch`` exercises to ``counts`` (see ``trained_choices``)."""
