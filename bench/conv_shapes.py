@@ -2,11 +2,12 @@
 
 cuDNN does per-shape work the first time it meets a conv shape (input shape, weight shape, stride,
 groups); this counts the shapes the training meets: the forward convs of every subnet of N sandwich
-steps (largest, smallest and 2 from the training's ``CoverageSampler``), each at its resolution,
-replayed on the meta device (``forward_conv_shapes``: shapes need no values; backward convs repeat the
-forward's shapes). Beside them: the shapes met after 10 steps and after half the steps (how fast the set
-saturates), and ``possible_conv_shapes``, every shape the space's choices allow (tests/test_shapes.py
-checks on real sandwich steps that training stays inside it).
+steps (the teacher, at the resolutions the training's default gives it, the smallest and 2 from the
+training's ``CoverageSampler``), each at its resolution, replayed on the meta device
+(``forward_conv_shapes``: shapes need no values; backward convs repeat the forward's shapes). Beside them:
+the shapes met after 10 steps and after half the steps (how fast the set saturates), and
+``possible_conv_shapes``, every shape the space's choices allow (tests/test_shapes.py checks on real
+sandwich steps that training stays inside it).
 
     .venv/bin/python bench/conv_shapes.py [--spaces tiny,efficientnet] [--steps 200] [--batch 2]
 """
@@ -20,7 +21,7 @@ import torch
 
 import nasbench
 from nasbench.supernet.shapes import forward_conv_shapes, possible_conv_shapes
-from nasbench.training import sandwich_archs
+from nasbench.training import TrainConfig, sandwich_archs
 from nasbench.training.coverage import CoverageSampler
 
 
@@ -29,7 +30,8 @@ def count_shapes(space_name: str, steps: int, batch: int, num_random: int = 2) -
     space = nasbench.load_space(space_name)
     sampler = CoverageSampler(space, 0)
     start = time.perf_counter()
-    archs = [sandwich_archs(space, sampler, num_random) for _ in range(steps)]
+    teacher = TrainConfig().teacher_resolution  # as training runs it: the teacher at each resolution in turn
+    archs = [sandwich_archs(space, sampler, num_random, teacher_resolution=teacher) for _ in range(steps)]
 
     def met(n: int) -> set:  # the shapes of the first n steps' subnets
         return forward_conv_shapes(space, [a for step in archs[:n] for a in step], batch)

@@ -140,25 +140,27 @@ def mixed_depthwise_conv(x: torch.Tensor, pi: torch.Tensor, experts: torch.Tenso
     """Per-sample depthwise conv with kernels ``pi @ experts`` (pi: B x K, experts: K x C x k x k).
 
     A conv is linear in its kernel, so the conv with each sample's mix ``sum_k pi_k W_k`` equals the mix of
-    the K experts' outputs: one depthwise conv with K outputs per channel (``groups=C``), then a weighted
-    sum over the experts. No shape depends on the batch (folding it into the groups, ``groups=B*C``, made
-    cuDNN plan a new conv per batch size and the non-cuDNN CUDA path loop over groups), at K times the
-    conv's MACs. A single sample mixes the kernels instead: one plain depthwise conv, the cost Chen et al.
-    (and ``nasbench.counting``) give the layer. Shared by the static and the elastic dynamic conv.
+    the K experts' outputs: K plain depthwise convs (``groups=C``, one output per channel), each scaled per
+    sample and summed. No shape depends on the batch (folding it into the groups, ``groups=B*C``, made cuDNN
+    plan a new conv per batch size and the non-cuDNN CUDA path loop over groups), at K times the conv's MACs.
+    K plain depthwise convs rather than one with K outputs per channel: oneDNN has no fast kernel for a
+    channel multiplier above 1 (1.0-1.8x slower per layer), and a ``tiny`` sandwich step on CPU runs 1.15x
+    faster this way (bench/dynconv_speed.py); the experts' convs also share the MBConv's shapes. A single
+    sample mixes the kernels instead: one plain depthwise conv, the cost Chen et al. (and
+    ``nasbench.counting``) give the layer. Shared by the static and the elastic dynamic conv; the output
+    keeps the input's memory format.
     """
-    b, c = x.shape[:2]
-    k, size = experts.shape[0], experts.shape[-1]
-    if b == 1:
+    c, size = x.shape[1], experts.shape[-1]
+    if x.shape[0] == 1:
         weight = torch.mm(pi, experts.flatten(1)).view(c, 1, size, size)
         return F.conv2d(x, weight, None, stride, size // 2, groups=c)
-    weight = experts.transpose(0, 1).reshape(c * k, 1, size, size)  # group c's K outputs: channel c's experts
-    y = F.conv2d(x, weight, None, stride, size // 2, groups=c)
-    pi = pi.to(y.dtype)
-    if y.is_contiguous(memory_format=torch.channels_last):  # (b, h, w, c, k) in memory: one batched mat-vec
-        h, w = y.shape[2:]
-        mixed = torch.bmm(y.permute(0, 2, 3, 1).reshape(b, h * w * c, k), pi.unsqueeze(2))
-        return mixed.view(b, h, w, c).permute(0, 3, 1, 2)  # channels_last, as the input
-    return (y.unflatten(1, (c, k)) * pi.view(b, 1, k, 1, 1)).sum(2)
+    out = None
+    kernels, shares = experts.unsqueeze(2).split(1), pi.split(1, dim=1)  # split, not a select per expert
+    for kernel, share in zip(kernels, shares, strict=True):
+        y = F.conv2d(x, kernel.squeeze(0), None, stride, size // 2, groups=c)
+        y = y * share.view(-1, 1, 1, 1).to(y.dtype)  # the conv's dtype (bf16 under CUDA autocast)
+        out = y if out is None else out + y
+    return out
 
 
 class DynamicConvBNAct(nn.Module):

@@ -158,8 +158,22 @@ def test_onnx_parity_with_attention_and_dynamic_conv(run, tmp_path):
             np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], model(x).numpy(), atol=1e-4)
 
 
-def test_onnx_failure_names_the_block():
-    raw = build(ALL_BLOCKS, 10).eval()  # the dynamic conv's kernel, computed from its experts, does not export
+class Unexportable(torch.nn.Module):
+    def forward(self, x):
+        return torch.special.bessel_j0(x)  # no ONNX symbolic at any opset
+
+
+def test_onnx_failure_names_the_block(monkeypatch):
+    raw = build(ALL_BLOCKS, 10).eval()
+    assert onnx_bytes(raw, ALL_BLOCKS.resolution)  # the dynamic conv exports as it is (K plain depthwise convs)
+    raw.stages[1][0].dw.act = Unexportable()
+    with pytest.raises(NasbenchError, match=r"ONNX export failed in the model: .*bessel_j0"):
+        onnx_bytes(raw, ALL_BLOCKS.resolution)  # the exporter names no scope here: no block is guessed
+
+    def fail(*args, **kwargs):  # the exporter's shape errors name the failing value's module scope
+        raise RuntimeError("Unsupported: ONNX export of convolution. scope: Net::/Sequential::stages.1/X::stages.1.0")
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
     with pytest.raises(NasbenchError, match=r"stage 2 layer 1 \(dynconv block\)"):
         onnx_bytes(raw, ALL_BLOCKS.resolution)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from nasbench.arch import DYNCONV_EXPERTS, Arch, se_channels
+from nasbench.arch import Arch, se_channels
 from nasbench.spaces.space import SearchSpace, StageSpace
 from nasbench.supernet.supernet import Supernet
 
@@ -62,8 +62,7 @@ def _block_convs(block: str, batch: int, cin: int, cout: int, kernel: int, expan
         mid, reduced = cin * expand, se_channels(cin, se)
         if expand != 1:
             yield _conv(batch, cin, size, mid, 1, 1)
-        experts = DYNCONV_EXPERTS if block == "dynconv" and batch > 1 else 1  # see mixed_depthwise_conv
-        yield (batch, mid, size, size), (mid * experts, 1, kernel, kernel), (stride, stride), mid
+        yield (batch, mid, size, size), (mid, 1, kernel, kernel), (stride, stride), mid  # dynconv: K of these
         if reduced:
             yield _conv(batch, mid, 1, reduced, 1, 1)
             yield _conv(batch, reduced, 1, mid, 1, 1)

@@ -5,7 +5,7 @@ Public API::
     export_arch(run, arch_id, name, *, zoo="zoo", onnx=False, force=False) -> ZooEntry
     create_model(name, pretrained=True, zoo="zoo", *, fold_bn=False) -> nasbench.build.Net
     read_entry(name, zoo) -> ZooEntry            list_entries(zoo) -> [(name, entry | None, error | None)]
-    fold_bn(model) / inference_model(model)      batch norm folded; dynamic convs in their static form
+    fold_bn(model) / inference_model(model)      batch norm folded (the deployed form)
 
 Modules: ``zoo`` (the folder layout, safe loading, the card), ``export`` (run -> entry), ``fold``
 (inference transforms), ``onnx_export`` (ONNX, checked with onnxruntime). The commands (``nasbench export``,
