@@ -381,7 +381,22 @@ def test_a_time_budget_is_planned_from_warm_steps_not_cold_ones(monkeypatch):
     clock = BudgetClock(parse_budget("1min"))
     plan = plan_steps(TinyTask(), parse_budget("1min"), clock, 5)
     assert plan.step_seconds == 1.0 and plan.total_steps == int(60 * 0.95)
-    assert "after 6 warm-up steps and timing 2 steps" in plan.how
+    assert "after 6 warm-up steps and timing 2 steps, at their mean" in plan.how
+
+
+def test_a_plan_says_whose_step_time_it_was_made_from(monkeypatch):
+    """Data-parallel ranks plan from the slowest rank's step time; the consensus names it in the plan."""
+
+    class Slowest(steps.Consensus):
+        step_time = "at the mean of the slowest of 2 ranks"
+
+        def max(self, value: float) -> float:
+            return 2 * value  # the other rank took twice as long
+
+    monkeypatch.setattr(steps, "_timed_step", lambda task, device, i, total: 1.0)
+    plan = plan_steps(TinyTask(), parse_budget("1min"), BudgetClock(parse_budget("1min")), 5, Slowest())
+    assert plan.how.count("at the mean of the slowest of 2 ranks") == 1 and "at their mean" not in plan.how
+    assert plan.step_seconds == 2.0 and plan.total_steps == int(60 * 0.95 / 2)  # the slowest rank's figure
 
 
 class CostlyTask(TinyTask):

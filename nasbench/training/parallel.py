@@ -84,6 +84,7 @@ class DistributedConsensus(Consensus):
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
+        self.step_time = f"at the mean of the slowest of {dist.get_world_size()} ranks"
 
     def any(self, flag: bool) -> bool:
         return self.max(1.0 if flag else 0.0) > 0.5
@@ -120,7 +121,6 @@ def train_rank(job: RankJob, data: ImageDataset, device: torch.device) -> None:
         steps_per_epoch = train.batches_per_epoch(config.batch_size * world)
         steps = plan_steps(trainer, job.budget, clock, steps_per_epoch, DistributedConsensus(device))
         plan = plan_record(steps, config)
-        plan["how"] = steps.how.replace("at their mean", f"at the mean of the slowest of {world} ranks")
         if rank == 0:
             write_json(out / rundir.CONFIG_FILE, {**record, "plan": plan})
     run_plan(

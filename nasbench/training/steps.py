@@ -80,6 +80,8 @@ class Consensus:
     Data-parallel ranks (``nasbench.training.parallel``) step together, so each early stop of the warm-up
     or the timing, and the step time a plan is made from, must be the same on every rank."""
 
+    step_time = "at their mean"  # which step time a plan is made from, as the plan's ``how`` says it
+
     def any(self, flag: bool) -> bool:
         """True when ``flag`` is true on any rank."""
         return flag
@@ -126,7 +128,7 @@ def plan_steps(
     total = max(1, int(clock.remaining * TIME_MARGIN / (step_seconds * clock.devices)))
     how = (
         f"{TIME_MARGIN:.0%} of the budget left after {timing.warmup} warm-up steps and timing {timing.timed} steps, "
-        "at their mean"
+        f"{consensus.step_time}"
     )
     how += f"; re-planned once after {REPLAN_SHARE:.0%} of the steps, from what they cost"
     return StepPlan(total, step_seconds, 0.0, how, replan_at=max(1, round(REPLAN_SHARE * total)))
