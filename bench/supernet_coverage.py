@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 from dataclasses import replace
@@ -24,6 +25,7 @@ import torch
 
 from nasbench.arch import Arch
 from nasbench.budget import parse_budget
+from nasbench.counting import count
 from nasbench.data import load_dataset
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, evaluate, train_supernet
@@ -40,6 +42,28 @@ def one_change(space, arch: Arch) -> dict[str, Arch]:
         if changed != choices:
             out[kind] = space.decode(changed)
     return out
+
+
+def describe_randoms(archs: list[Arch], accs: list[float]) -> None:
+    """What the random architectures' accuracy follows: a least-squares slope on log10 MACs, and the mean
+    by resolution and by how many layers are attention or dynamic conv (the block types only random subnets
+    train)."""
+    if len(archs) < 3:
+        return
+    macs = [math.log10(count(a).macs) for a in archs]
+    slope = statistics.linear_regression(macs, accs).slope if len(set(macs)) > 1 else float("nan")
+    print(f"random architectures' accuracy vs log10 MACs: {slope:+.3f} per decade (least squares)")
+    groups = {
+        "resolution": [f"{a.resolution} px" for a in archs],
+        "attention or dynconv layers": [
+            str(sum(layer.block in ("attention", "dynconv") for stage in a.stages for layer in stage.layers))
+            for a in archs
+        ],
+    }
+    for name, keys in groups.items():
+        means = {k: [acc for key, acc in zip(keys, accs, strict=True) if key == k] for k in sorted(set(keys))}
+        cells = ", ".join(f"{k}: {statistics.mean(v):.4f} (n={len(v)})" for k, v in means.items())
+        print(f"  mean by {name}: {cells}")
 
 
 def parse_set(items: list[str]) -> dict:
@@ -85,12 +109,16 @@ def main() -> None:
     print(f"largest {largest:.4f}   smallest {smallest:.4f}", flush=True)
     for kind, arch in one_change(space, space.largest()).items():
         print(f"  largest with {kind} at its smallest: {acc(arch):.4f}", flush=True)
-    randoms = []
-    for i in range(args.archs):
-        randoms.append(acc(space.sample(1000 + i)))
-        print(f"  random {i:2d}: {randoms[-1]:.4f}", flush=True)
+    randoms, samples = [], [space.sample(1000 + i) for i in range(args.archs)]
+    for i, arch in enumerate(samples):
+        randoms.append(acc(arch))
+        print(
+            f"  random {i:2d}: {randoms[-1]:.4f}   {count(arch).macs / 1e6:6.2f} M MACs  {arch.resolution} px",
+            flush=True,
+        )
     median = statistics.median(randoms)
     print(f"median random {median:.4f}  (min {min(randoms):.4f}, max {max(randoms):.4f})")
+    describe_randoms(samples, randoms)
     print(f"RATIO median random / largest = {median / largest:.3f}")
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}")
 
