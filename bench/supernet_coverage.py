@@ -18,7 +18,6 @@ import json
 import math
 import platform
 import statistics
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -91,7 +90,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     space, dataset = load_space(args.space), load_dataset(args.data)
-    config = replace(TrainConfig(), **parse_set(args.set))
+    # built from the fields set, not replace()d into a default TrainConfig, whose lr and weight decay are already
+    # resolved for SGD: --set optimizer=adamw must get AdamW's defaults
+    config = TrainConfig(**parse_set(args.set))
     out = Path(args.out)
     resume = (out / CONFIG_FILE).is_file()
     trained = train_supernet(
