@@ -160,3 +160,19 @@ def test_device_is_a_stored_setting_and_trials_share_a_gpu_on_cuda():
     assert trial_resources(torch.device("cpu"), 4) == {"cpu": 1}
     assert trial_resources(torch.device("cuda"), 4) == {"cpu": 1, "gpu": 0.25}
     assert trial_resources(torch.device("cuda:1"), 4, 0.5) == {"cpu": 1, "gpu": 0.5}
+
+
+def test_a_resumed_search_trains_its_supernet_with_the_recipe_it_was_started_with(tmp_path):
+    """A search whose supernet predates a change of the defaults (here the teacher's resolution) continues
+    and evaluates it as it was trained, instead of asking for today's default and being refused."""
+    from nasbench.search.orchestrate import SearchConfig, train_config
+    from nasbench.training import TrainConfig
+    from nasbench.training.rundir import CONFIG_FILE, RUN_KIND
+
+    config = SearchConfig(space="tiny", data="digits", budget="2min", batch_size=16)
+    fresh = train_config(config, tmp_path)  # no supernet yet: the default recipe at the search's batch size
+    assert fresh == TrainConfig(batch_size=16) and fresh.teacher_resolution == "cycle"
+    older = {k: v for k, v in TrainConfig(batch_size=16).to_dict().items() if k != "teacher_resolution"}
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"identity": {"kind": RUN_KIND, "config": older}}))
+    resumed = train_config(config, tmp_path)
+    assert resumed.teacher_resolution == "largest" and resumed.batch_size == 16  # what that run did

@@ -43,6 +43,7 @@ from nasbench.search.evaluator import EvalSettings, EvaluatorFactory, SupernetEv
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig
 from nasbench.training.rundir import CONFIG_FILE as TRAIN_CONFIG_FILE
+from nasbench.training.rundir import read_record
 from nasbench.training.state import resolve_device
 
 console = Console(stderr=True)
@@ -196,7 +197,7 @@ def train_phase(
         run.supernet_dir,
         workers=config.workers,
         ray_address=config.ray_address,
-        config=train_config(config),
+        config=train_config(config, run.supernet_dir),
         seed=config.seed,
         device=device,
         resume=(run.supernet_dir / TRAIN_CONFIG_FILE).is_file(),
@@ -204,8 +205,14 @@ def train_phase(
     )
 
 
-def train_config(config: SearchConfig) -> TrainConfig:
-    """The supernet's recipe in a search (its evaluation and the proximal steps run in the same layout)."""
+def train_config(config: SearchConfig, supernet_dir: Path | None = None) -> TrainConfig:
+    """The supernet's recipe in a search (its evaluation and the proximal steps run in the same layout): the
+    default recipe at the search's batch size or, once ``supernet_dir`` holds a training record, the recipe
+    that supernet was started with. A search resumed after the defaults changed continues (and evaluates)
+    its supernet as it was trained, instead of being refused as a different run."""
+    record = Path(supernet_dir) / TRAIN_CONFIG_FILE if supernet_dir is not None else None
+    if record is not None and record.is_file():
+        return TrainConfig.from_dict(read_record(record)["identity"]["config"])
     return TrainConfig(batch_size=config.batch_size)
 
 
@@ -224,7 +231,7 @@ def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchCon
         for line in latency.notes():
             console.print(f"[yellow]{line}")
         run.write_state({**run.read_state(), "latency": latency.record()})
-    recipe = train_config(config)
+    recipe = train_config(config, run.supernet_dir)
     settings = EvalSettings(
         val_fraction=recipe.val_fraction, data_seed=config.seed, channels_last=recipe.channels_last, bf16=recipe.bf16
     )
