@@ -26,6 +26,7 @@ from nasbench.arch import Arch
 from nasbench.budget import parse_budget
 from nasbench.counting import count
 from nasbench.data import load_dataset
+from nasbench.errors import NasbenchError
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, evaluate, train_supernet
 from nasbench.training.rundir import CONFIG_FILE
@@ -43,13 +44,13 @@ def one_change(space, arch: Arch) -> dict[str, Arch]:
     return out
 
 
-def describe_randoms(archs: list[Arch], accs: list[float]) -> None:
+def describe_randoms(archs: list[Arch], macs: list[int], accs: list[float]) -> None:
     """What the random architectures' accuracy follows: a least-squares slope on log10 MACs, and the mean
     by resolution and by how many layers are attention or dynamic conv (the block types only random subnets
     train)."""
     if len(archs) < 3:
         return
-    macs = [math.log10(count(a).macs) for a in archs]
+    macs = [math.log10(m) for m in macs]
     slope = statistics.linear_regression(macs, accs).slope if len(set(macs)) > 1 else float("nan")
     print(f"random architectures' accuracy vs log10 MACs: {slope:+.3f} per decade (least squares)")
     groups = {
@@ -92,7 +93,10 @@ def main() -> None:
     space, dataset = load_space(args.space), load_dataset(args.data)
     # built from the fields set, not replace()d into a default TrainConfig, whose lr and weight decay are already
     # resolved for SGD: --set optimizer=adamw must get AdamW's defaults
-    config = TrainConfig(**parse_set(args.set))
+    try:
+        config = TrainConfig.from_dict(parse_set(args.set))
+    except NasbenchError as e:
+        ap.error(str(e))
     out = Path(args.out)
     resume = (out / CONFIG_FILE).is_file()
     trained = train_supernet(
@@ -110,16 +114,14 @@ def main() -> None:
     print(f"largest {largest:.4f}   smallest {smallest:.4f}", flush=True)
     for kind, arch in one_change(space, space.largest()).items():
         print(f"  largest with {kind} at its smallest: {acc(arch):.4f}", flush=True)
-    randoms, samples = [], [space.sample(1000 + i) for i in range(args.archs)]
+    samples = [space.sample(1000 + i) for i in range(args.archs)]
+    macs, randoms = [count(a).macs for a in samples], []
     for i, arch in enumerate(samples):
         randoms.append(acc(arch))
-        print(
-            f"  random {i:2d}: {randoms[-1]:.4f}   {count(arch).macs / 1e6:6.2f} M MACs  {arch.resolution} px",
-            flush=True,
-        )
+        print(f"  random {i:2d}: {randoms[-1]:.4f}   {macs[i] / 1e6:6.2f} M MACs  {arch.resolution} px", flush=True)
     median = statistics.median(randoms)
     print(f"median random {median:.4f}  (min {min(randoms):.4f}, max {max(randoms):.4f})")
-    describe_randoms(samples, randoms)
+    describe_randoms(samples, macs, randoms)
     print(f"RATIO median random / largest = {median / largest:.3f}")
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}")
 

@@ -205,13 +205,13 @@ def train_phase(
     )
 
 
-def train_config(config: SearchConfig, supernet_dir: Path | None = None) -> TrainConfig:
+def train_config(config: SearchConfig, supernet_dir: Path) -> TrainConfig:
     """The supernet's recipe in a search (its evaluation and the proximal steps run in the same layout): the
     default recipe at the search's batch size or, once ``supernet_dir`` holds a training record, the recipe
     that supernet was started with. A search resumed after the defaults changed continues (and evaluates)
     its supernet as it was trained, instead of being refused as a different run."""
-    record = Path(supernet_dir) / TRAIN_CONFIG_FILE if supernet_dir is not None else None
-    if record is not None and record.is_file():
+    record = Path(supernet_dir) / TRAIN_CONFIG_FILE
+    if record.is_file():
         return TrainConfig.from_dict(read_record(record)["identity"]["config"])
     return TrainConfig(batch_size=config.batch_size)
 
