@@ -12,7 +12,8 @@ The compact string reads like the tables in the EfficientNet papers::
 
 Header ``r<resolution>_stem<width>s<stride>_head<width>_<activation>``, then one ``|``-separated group per
 stage: ``c<width>s<stride>se<ratio>:`` and its layers ``<block><kernel>e<expand>`` separated by commas,
-with block codes ``mb`` (MBConv), ``fu`` (Fused-MBConv), ``dy`` (dynamic-conv MBConv), ``at`` (attention).
+with block codes ``mb`` (MBConv), ``fu`` (Fused-MBConv), ``dy`` (dynamic-conv MBConv), ``at`` (attention)
+and ``sk`` (skip: the identity where the shape is kept, else a 1x1 conv + BN projection; always ``sk1e1``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any
 
 from nasbench.errors import NasbenchError
 
-BLOCK_TYPES = ("mbconv", "fused_mbconv", "dynconv", "attention")
-BLOCK_CODES = {"mbconv": "mb", "fused_mbconv": "fu", "dynconv": "dy", "attention": "at"}
+BLOCK_TYPES = ("mbconv", "fused_mbconv", "dynconv", "attention", "skip")
+BLOCK_CODES = {"mbconv": "mb", "fused_mbconv": "fu", "dynconv": "dy", "attention": "at", "skip": "sk"}
 CODE_BLOCKS = {code: block for block, code in BLOCK_CODES.items()}
 ACTIVATIONS = ("silu", "relu", "relu6", "hswish")
 # Attention blocks use heads of a fixed size, so a narrower width simply means fewer heads (this keeps
@@ -47,6 +48,22 @@ class Layer:
     block: str  # one of BLOCK_TYPES
     kernel: int  # spatial kernel of the block's main conv (attention: its local depthwise conv)
     expand: int  # expansion ratio of the inverted bottleneck (attention: MLP ratio)
+
+    @property
+    def code(self) -> str:
+        """The compact form used in architecture strings and coupled op choices: ``mb3e6``."""
+        return f"{BLOCK_CODES[self.block]}{self.kernel}e{self.expand}"
+
+    @classmethod
+    def from_code(cls, code: str) -> Layer:
+        """Inverse of ``code``; raises ``NasbenchError`` naming the token that does not parse."""
+        m = _LAYER_RE.match(code.strip())
+        if not m or m.group(1) not in CODE_BLOCKS:
+            raise NasbenchError(
+                f"layer {code!r} does not parse; expected <block><kernel>e<expand> with block one of"
+                f" {', '.join(CODE_BLOCKS)}, e.g. mb3e6"
+            )
+        return cls(CODE_BLOCKS[m.group(1)], int(m.group(2)), int(m.group(3)))
 
 
 @dataclass(frozen=True)
@@ -85,7 +102,7 @@ class Arch:
         head = f"r{self.resolution}_stem{self.stem}s{self.stem_stride}_head{self.head}_{self.act}"
         groups = [head]
         for s in self.stages:
-            layers = ",".join(f"{BLOCK_CODES[lay.block]}{lay.kernel}e{lay.expand}" for lay in s.layers)
+            layers = ",".join(lay.code for lay in s.layers)
             groups.append(f"c{s.width}s{s.stride}se{_fmt_ratio(s.se)}:{layers}")
         return "|".join(groups)
 
@@ -188,6 +205,8 @@ def _check_arch(a: Arch) -> None:
                 bad(f"stage {i} layer {j} kernel must be odd and positive, got {lay.kernel}")
             if lay.expand < 1:
                 bad(f"stage {i} layer {j} expand ratio must be >= 1, got {lay.expand}")
+            if lay.block == "skip" and (lay.kernel, lay.expand) != (1, 1):
+                bad(f"stage {i} layer {j} skip has no kernel or expand ratio: write it sk1e1")
             if lay.block == "attention" and s.width % ATTENTION_HEAD_DIM:
                 bad(f"stage {i} width {s.width} runs attention, so it must be a multiple of {ATTENTION_HEAD_DIM}")
 
@@ -213,14 +232,10 @@ def _parse(text: str) -> Arch:
             )
         layers = []
         for token in sm.group(4).split(","):
-            lm = _LAYER_RE.match(token)
-            if not lm or lm.group(1) not in CODE_BLOCKS:
-                codes = ", ".join(CODE_BLOCKS)
-                raise NasbenchError(
-                    f"architecture string stage {i} layer {token!r} does not parse; expected <block><kernel>e<expand>"
-                    f" with block one of {codes}, e.g. mb3e6"
-                )
-            layers.append(Layer(CODE_BLOCKS[lm.group(1)], int(lm.group(2)), int(lm.group(3))))
+            try:
+                layers.append(Layer.from_code(token))
+            except NasbenchError as e:
+                raise NasbenchError(f"architecture string stage {i}: {e}") from None
         try:
             se = float(sm.group(3))
         except ValueError:

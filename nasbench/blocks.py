@@ -238,9 +238,26 @@ class AttentionBlock(nn.Module):
         return t.transpose(1, 2).reshape(b, c, h, w)
 
 
+class Skip(nn.Module):
+    """No block: the identity where the shape is kept, else a 1x1 conv + BN projection (no activation).
+
+    A stage whose first layer is skipped still has to stride and change width; NAS-Bench-Macro's "identity"
+    choice at a stage's first layer is exactly this projection. Elsewhere a skipped layer is a shallower
+    stage, which elastic depth already expresses, so spaces offer ``skip`` at a stage's first layer only.
+    """
+
+    def __init__(self, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
+        super().__init__()
+        self.proj = ConvBNAct(in_ch, out_ch, 1, stride) if stride != 1 or in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
 BLOCKS: dict[str, type[nn.Module]] = {
     "mbconv": MBConv,
     "fused_mbconv": FusedMBConv,
     "dynconv": DynConvMBConv,
     "attention": AttentionBlock,
+    "skip": Skip,
 }

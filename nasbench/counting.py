@@ -157,6 +157,9 @@ def _tally_layer(t: _Tally, c: LayerConfig) -> None:
         t.linear(c.cout, c.num_classes)
     elif c.kind in ("mbconv", "dynconv"):
         _mbconv(t, c.cin, c.cout, lay, c.stride, c.se, c.size, dynamic=c.kind == "dynconv")
+    elif c.kind == "skip":
+        if c.stride != 1 or c.cin != c.cout:
+            t.conv_bn(c.cin, c.cout, 1, c.out_size)
     elif c.kind == "fused_mbconv":
         _fused(t, c.cin, c.cout, lay, c.stride, c.size)
     else:

@@ -22,19 +22,33 @@ from tests.test_supernet import perturb_norms
 N_SAMPLED = 4
 
 
+def expands_of(choices, block: str, first: bool) -> tuple[int, ...]:
+    """The expand ratios ``block`` may run with at a stage's first (or a later) layer."""
+    return choices.position_blocks(first).get(block, ((), ()))[1]
+
+
 def full_hidden(arch: Arch, space, expand_one: bool = False) -> Arch:
     """``arch`` at every maximal width and expand, so each block uses all of its hidden channels.
 
     With ``expand_one``, layers of stages that allow expand 1 alternate between MBConv and dynamic-conv
-    MBConv at expand 1, where the hidden channels are the block's input channels.
+    MBConv at expand 1, where the hidden channels are the block's input channels. Layers of coupled stages
+    keep their block and take its largest expand at their position.
     """
     stages = []
     for stage, choices in zip(arch.stages, space.stages, strict=True):
-        tied = [b for b in ("mbconv", "dynconv") if b in choices.blocks] if expand_one and 1 in choices.expands else []
+        tied = [b for b in ("mbconv", "dynconv") if 1 in expands_of(choices, b, False)] if expand_one else []
         layers = tuple(
-            replace(layer, block=tied[j % len(tied)], expand=1) if tied else replace(layer, expand=max(choices.expands))
+            replace(layer, block=tied[j % len(tied)], expand=1)
+            if tied
+            else replace(layer, expand=max(expands_of(choices, layer.block, j == 0)))
             for j, layer in enumerate(stage.layers)
         )
+        if choices.coupled:  # whole layers: the largest expand of each layer's block that the position offers
+            options = [choices.layer_options(j == 0) for j in range(len(layers))]
+            layers = tuple(
+                max((x for x in opts if x.block == lay.block), key=lambda x: (x.expand, x.kernel))
+                for lay, opts in zip(stage.layers, options, strict=True)
+            )
         stages.append(replace(stage, width=max(choices.widths), layers=layers))
     return replace(arch, stem=max(space.stem_widths), stages=tuple(stages))
 
@@ -44,7 +58,7 @@ def kept_archs(space) -> list[Arch]:
     resolutions of the extremes and a few samples, at full hidden width or expand 1."""
     archs = [space.smallest()] + [space.sample(s) for s in range(N_SAMPLED)]
     kept = [space.largest()] + [full_hidden(a, space, expand_one=one) for a in archs for one in (False, True)]
-    if any(1 in s.expands and {"mbconv", "dynconv"} & set(s.blocks) for s in space.stages):
+    if any(1 in expands_of(s, b, False) for s in space.stages for b in ("mbconv", "dynconv")):
         assert any(
             lay.expand == 1 and lay.block != "fused_mbconv" for a in kept for st in a.stages for lay in st.layers
         )
@@ -90,7 +104,7 @@ def expand_one_cases(space, net: Supernet):
     for choices, positions in zip(space.stages, net.stages, strict=True):
         for j, position in enumerate(positions):
             for name in ("mbconv", "dynconv"):
-                if name in position and 1 in choices.expands:
+                if name in position and 1 in expands_of(choices, name, j == 0):
                     for cin in inputs if j == 0 else choices.widths:
                         yield position[name], cin, min(choices.widths)
         inputs = choices.widths

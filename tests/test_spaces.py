@@ -170,7 +170,13 @@ def test_compound_rounding_matches_efficientnet():
 # --- the shipped spaces' design rules (properties of our spaces, not validation rules) ------------------
 
 # The reference each shipped space is built around: the dearest of its reference points.
-DEAREST_REFERENCE = {"efficientnet": "b3", "efficientnetv2": "v2_s", "mobile": "mobilenetv2", "tiny": "tiny_ref"}
+DEAREST_REFERENCE = {
+    "efficientnet": "b3",
+    "efficientnetv2": "v2_s",
+    "mobile": "mobilenetv2",
+    "tiny": "tiny_ref",
+    "nas-bench-macro": "k3e3",
+}
 
 
 def test_largest_subnet_costs_at_most_twice_the_dearest_reference(space):

@@ -67,6 +67,7 @@ def space_summary(space: SearchSpace) -> dict[str, Any]:
         "source": space.source,
         "activation": space.act,
         "log10_size": round(space.log10_size, 3),
+        "size": space.size,
         "resolution": list(space.resolutions),
         "stem": {"widths": list(space.stem_widths), "stride": space.stem_stride},
         "head": {"widths": list(space.head_widths)},
@@ -78,6 +79,14 @@ def space_summary(space: SearchSpace) -> dict[str, Any]:
                 "blocks": list(s.blocks),
                 "kernel": list(s.kernels),
                 "expand": list(s.expands),
+                **(
+                    {
+                        "ops": [x.code for x in s.layer_options(False)],
+                        "first_ops": [x.code for x in s.layer_options(True)],
+                    }
+                    if s.coupled
+                    else {}
+                ),
                 "depth": list(s.depths),
                 "width": list(s.widths),
             }
@@ -159,18 +168,26 @@ def _print_range(span: dict[str, Any]) -> None:
 
 
 def _print_stages(stages: list[dict[str, Any]]) -> None:
-    table = Table(title="Stages (per layer: block, kernel, expand; per stage: depth, width)")
+    title = "Stages (per layer: block, kernel, expand, or one coupled op; per stage: depth, width)"
+    table = Table(title=title)
     for col in ("stage", "stride", "se", "blocks", "kernel", "expand", "depth", "width"):
         table.add_column(col)
     for st in stages:
-        table.add_row(
-            st["name"],
-            str(st["stride"]),
-            f"{st['se']:g}",
-            ", ".join(st["blocks"]),
-            *(str(st[k]) for k in ("kernel", "expand", "depth", "width")),
-        )
+        if "ops" in st:  # coupled: whole layers, the first layer's list apart
+            choices = [
+                f"layer 1: {', '.join(st['first_ops'])}; later: {', '.join(st['ops'])}",
+                "(coupled)",
+                "(coupled)",
+            ]
+        else:
+            choices = [", ".join(st["blocks"]), str(st["kernel"]), str(st["expand"])]
+        table.add_row(st["name"], str(st["stride"]), f"{st['se']:g}", *choices, str(st["depth"]), str(st["width"]))
     console.print(table)
+    if any("ops" in st for st in stages):
+        console.print(
+            "Coupled ops are <block><kernel>e<expand> (mb MBConv, fu Fused-MBConv, dy dynamic conv, at attention,"
+            " sk skip: identity, or a 1x1 conv + BN projection where the layer strides or changes width)."
+        )
 
 
 def _print_references(references: dict[str, dict[str, Any]]) -> None:

@@ -40,15 +40,15 @@ def space_configs(
         size, prev_widths = stems[0].out_size, space.stem_widths
         for s in space.stages:
             firsts = [
-                LayerConfig(b, wp, w, k, e, s.stride, s.se, size, space.act)
-                for wp, w, b, k, e in itertools.product(prev_widths, s.widths, s.blocks, s.kernels, s.expands)
+                LayerConfig(x.block, wp, w, x.kernel, x.expand, s.stride, s.se, size, space.act)
+                for wp, w, x in itertools.product(prev_widths, s.widths, s.layer_options(True))
             ]
             out += firsts
             size = firsts[0].out_size
             if max(s.depths) > 1:
                 out += [
-                    LayerConfig(b, w, w, k, e, 1, s.se, size, space.act)
-                    for w, b, k, e in itertools.product(s.widths, s.blocks, s.kernels, s.expands)
+                    LayerConfig(x.block, w, w, x.kernel, x.expand, 1, s.se, size, space.act)
+                    for w, x in itertools.product(s.widths, s.layer_options(False))
                 ]
             prev_widths = s.widths
         out += [

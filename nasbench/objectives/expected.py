@@ -7,7 +7,8 @@ distribution the expected cost of an arch that is a sum of per-layer costs is ex
 
 * layer j of stage s is present with probability P(depth_s >= j);
 * its cost depends only on the resolution (through its input size), its input width (the previous stage's
-  width for the first layer, the stem's for stage 1, else its own), its width, block, kernel and expand.
+  width for the first layer, the stem's for stage 1, else its own), its width, block, kernel and expand
+  (or, in a stage of coupled choices, its one ``op``).
 
 So each layer has a small cost tensor over exactly those choices, built once per space, and the expectation
 is one ``einsum`` per layer with the probability vectors: multilinear in them, hence differentiable by
@@ -23,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from nasbench.arch import Arch
+from nasbench.arch import Arch, Layer
 from nasbench.counting import LayerConfig, decompose, layer_cost
 from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace
@@ -71,14 +72,14 @@ class ExpectedCost:
             first_in = dict(sizes)
             sizes = {r: _out_size(first_in[r], s.stride) for r in res}
             first = self._tensor(
-                (res, prev, s.widths, s.blocks, s.kernels, s.expands),
-                lambda r, wp, w, b, k, e, s=s, fi=first_in: LayerConfig(b, wp, w, k, e, s.stride, s.se, fi[r], act),
+                (res, prev, s.widths, *(c for _, c in s.layer_dims(True))),
+                lambda r, wp, w, *v, s=s, fi=first_in: _config(s.make_layer(v), wp, w, s.stride, s.se, fi[r], act),
             )
             later = None
             if max(s.depths) > 1:
                 later = self._tensor(
-                    (res, s.widths, s.blocks, s.kernels, s.expands),
-                    lambda r, w, b, k, e, s=s, sz=sizes: LayerConfig(b, w, w, k, e, 1, s.se, sz[r], act),
+                    (res, s.widths, *(c for _, c in s.layer_dims(False))),
+                    lambda r, w, *v, s=s, sz=sizes: _config(s.make_layer(v), w, w, 1, s.se, sz[r], act),
                 )
             tables["stages"].append((first, later))
             prev = s.widths
@@ -119,11 +120,13 @@ class ExpectedCost:
             w, depth = p[f"{s.name}.width"], p[f"{s.name}.depth"]
             for j in range(1, max(s.depths) + 1):
                 present = sum(depth[i] for i, d in enumerate(s.depths) if d >= j)  # P(depth >= j)
-                layer = [p[f"{s.name}.l{j}.{x}"] for x in ("block", "kernel", "expand")]
+                layer = [p[f"{s.name}.l{j}.{x}"] for x, _ in s.layer_dims(j == 1)]
+                axes = "bke"[: len(layer)]  # block, kernel, expand; or one coupled op
                 if j == 1:
-                    cost = torch.einsum("r,p,w,b,k,e,rpwbke->", pr, prev, w, *layer, first)
+                    spec = f"r,p,w,{','.join(axes)},rpw{axes}->"
+                    cost = torch.einsum(spec, pr, prev, w, *layer, first)
                 else:
-                    cost = torch.einsum("r,w,b,k,e,rwbke->", pr, w, *layer, later)
+                    cost = torch.einsum(f"r,w,{','.join(axes)},rw{axes}->", pr, w, *layer, later)
                 total = total + present * cost
             prev = w
         total = total + torch.einsum("r,w,h,rwh->", pr, prev, p["head"], t["head"])
@@ -166,6 +169,10 @@ class ExpectedCost:
             v[choices.index(values[label])] = 1.0
             out[label] = v
         return out
+
+
+def _config(lay: Layer, cin: int, cout: int, stride: int, se: float, size: int, act: str) -> LayerConfig:
+    return LayerConfig(lay.block, cin, cout, lay.kernel, lay.expand, stride, se, size, act)
 
 
 def _out_size(size: int, stride: int) -> int:

@@ -1,7 +1,9 @@
 """Loading a search space from YAML (``search_spaces/<name>.yaml`` or any path), validated throughout.
 
 Widths may be written as a list of channels or as ``{mult: [...]}`` of the stage's base width, rounded as
-compound scaling rounds them, so the compound points and the elastic widths agree. Every mistake raises
+compound scaling rounds them, so the compound points and the elastic widths agree. A stage's layers are
+chosen factored (``blocks``, ``kernel``, ``expand``: every combination) or coupled (``ops``: a list of whole
+layers such as ``[mb3e3, mb5e6]``, with ``first_ops`` for the stage's first layer). Every mistake raises
 ``NasbenchError`` with one sentence naming the file, the key path and what would be valid.
 """
 
@@ -13,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from nasbench.arch import ACTIVATIONS, ATTENTION_HEAD_DIM, BLOCK_TYPES, Layer
+from nasbench.arch import ACTIVATIONS, ATTENTION_HEAD_DIM, BLOCK_TYPES, Arch, Layer, Stage
 from nasbench.errors import NasbenchError
 from nasbench.spaces.space import KERNELS, CompoundPoint, SearchSpace, StageSpace, round_width
 
@@ -56,7 +58,8 @@ class _Parser:
     """Turns the YAML tree into a ``SearchSpace``; every error names the file and the key path."""
 
     TOP = {"name", "description", "activation", "resolution", "compound", "stem", "head", "stages", "references"}
-    STAGE = {"name", "stride", "se", "blocks", "kernel", "expand", "depth", "width", "base"}
+    STAGE = {"name", "stride", "se", "blocks", "kernel", "expand", "ops", "first_ops", "depth", "width", "base"}
+    FACTORED = ("blocks", "kernel", "expand")
     BASE = {"block", "kernel", "expand", "depth", "width"}
 
     def __init__(self, source: str):
@@ -173,14 +176,54 @@ class _Parser:
                 raise self.fail(f"references.{ref_name}", f"the compound-scaled point leaves the space: {bad[0]}")
         return space
 
+    def ops(self, node: Any, path: str) -> tuple[Layer, ...]:
+        """A list of whole layers as codes (``[mb3e3, mb5e6, sk1e1]``), each checked like a factored choice."""
+        if not isinstance(node, list) or not node:
+            raise self.fail(path, f"must be a non-empty list of layers such as [mb3e3, mb5e6], got {node!r}")
+        out = []
+        for i, code in enumerate(node):
+            try:
+                lay = Layer.from_code(str(code))
+                Arch(1, 1, 1, 1, "relu", (Stage(8, 1, 0.0, (lay,)),))  # the per-layer checks of any arch
+            except NasbenchError as e:
+                raise self.fail(f"{path}[{i}]", str(e).removeprefix("invalid architecture: ")) from None
+            if lay.kernel not in KERNELS:
+                raise self.fail(f"{path}[{i}]", f"kernel {lay.kernel} is not valid; valid values are {list(KERNELS)}")
+            out.append(lay)
+        return tuple(dict.fromkeys(out))
+
+    def layer_choices(self, s: dict, path: str) -> tuple:
+        """(blocks, kernels, expands, ops, first_ops) of a stage, factored or coupled (``ops``)."""
+        if "ops" not in s:
+            missing = [k for k in self.FACTORED if k not in s]
+            if missing or "first_ops" in s:
+                what = f"{path}.{missing[0]}" if missing else f"{path}.first_ops"
+                raise self.fail(what, "is required" if missing else "needs ops (coupled layer choices) beside it")
+            blocks = s["blocks"]
+            if not isinstance(blocks, list) or not blocks:
+                raise self.fail(f"{path}.blocks", f"must be a non-empty list out of {list(BLOCK_TYPES)}")
+            for i, b in enumerate(blocks):
+                if b not in BLOCK_TYPES:
+                    raise self.fail(f"{path}.blocks[{i}]", f"unknown block type {b!r}; valid are {list(BLOCK_TYPES)}")
+            kernels = self.choices(s["kernel"], f"{path}.kernel", allowed=KERNELS)
+            return tuple(dict.fromkeys(blocks)), kernels, self.choices(s["expand"], f"{path}.expand"), None, None
+        both = [k for k in self.FACTORED if k in s]
+        if both:
+            raise self.fail(f"{path}.{both[0]}", "cannot be given with ops: a stage's layers are factored or coupled")
+        ops = self.ops(s["ops"], f"{path}.ops")
+        first = self.ops(s["first_ops"], f"{path}.first_ops") if "first_ops" in s else None
+        every = ops + (first or ())
+        return (
+            tuple(dict.fromkeys(lay.block for lay in every)),
+            tuple(sorted({lay.kernel for lay in every})),
+            tuple(sorted({lay.expand for lay in every})),
+            ops,
+            first,
+        )
+
     def stage(self, node: Any, path: str, index: int, divisor: int) -> StageSpace:
-        s = self.mapping(node, path, self.STAGE, {"stride", "blocks", "kernel", "expand", "depth", "width", "base"})
-        blocks = s["blocks"]
-        if not isinstance(blocks, list) or not blocks:
-            raise self.fail(f"{path}.blocks", f"must be a non-empty list out of {list(BLOCK_TYPES)}")
-        for i, b in enumerate(blocks):
-            if b not in BLOCK_TYPES:
-                raise self.fail(f"{path}.blocks[{i}]", f"unknown block type {b!r}; valid are {list(BLOCK_TYPES)}")
+        s = self.mapping(node, path, self.STAGE, {"stride", "depth", "width", "base"})
+        blocks, kernels, expands, ops, first_ops = self.layer_choices(s, path)
         base = self.mapping(s["base"], f"{path}.base", self.BASE, self.BASE)
         base_width = self.integer(base["width"], f"{path}.base.width")
         widths = self.widths(s["width"], f"{path}.width", base_width, divisor)
@@ -196,15 +239,24 @@ class _Parser:
             name=str(s.get("name", f"s{index}")),
             stride=self.integer(s["stride"], f"{path}.stride", allowed=(1, 2)),
             se=self.number(s.get("se", 0.0), f"{path}.se", 0.0, 1.0),
-            blocks=tuple(dict.fromkeys(blocks)),
-            kernels=self.choices(s["kernel"], f"{path}.kernel", allowed=KERNELS),
-            expands=self.choices(s["expand"], f"{path}.expand"),
+            blocks=blocks,
+            kernels=kernels,
+            expands=expands,
             depths=self.choices(s["depth"], f"{path}.depth"),
             widths=widths,
             base=Layer(base["block"], base["kernel"], base["expand"]),
             base_depth=self.integer(base["depth"], f"{path}.base.depth"),
             base_width=base_width,
+            ops=ops,
+            first_ops=first_ops,
         )
+        if stage.coupled:
+            for first, key in ((True, "first_ops"), (False, "ops")):
+                if stage.base not in stage.layer_options(first):
+                    raise self.fail(
+                        f"{path}.base", f"layer {stage.base.code} is not among the stage's {key}; a reference runs it"
+                    )
+            return stage
         for key, value, allowed in (
             ("block", stage.base.block, stage.blocks),
             ("kernel", stage.base.kernel, stage.kernels),

@@ -20,8 +20,14 @@ from nasbench.errors import NasbenchError
 
 # Order used by ``largest``/``smallest`` to pick a block type: by parameter count at equal kernel, expand
 # and width (attention carries qkv, output and MLP projections; Fused-MBConv a full kxk conv).
-BLOCK_SIZE_RANK = {"mbconv": 0, "dynconv": 1, "attention": 2, "fused_mbconv": 3}
+BLOCK_SIZE_RANK = {"skip": -1, "mbconv": 0, "dynconv": 1, "attention": 2, "fused_mbconv": 3}
 KERNELS = (1, 3, 5, 7, 9)
+
+
+def _op_size_rank(code: str) -> tuple[int, int, int]:
+    """Order of coupled layer choices for ``largest``/``smallest``: by expand, kernel, then block size."""
+    lay = Layer.from_code(code)
+    return (lay.expand, lay.kernel, BLOCK_SIZE_RANK[lay.block])
 
 
 def round_width(channels: float, divisor: int = 8) -> int:
@@ -47,10 +53,16 @@ class Dimension:
 
 @dataclass(frozen=True)
 class StageSpace:
+    """One stage's choices. A layer is chosen either *factored* (block, kernel and expand independently:
+    three dimensions per layer) or *coupled* (one ``op`` dimension over a list of whole layers, e.g.
+    ``[mb3e3, mb5e6]``, where only some combinations exist). ``first_ops`` may give the stage's first
+    layer its own list, e.g. a ``skip`` projection that later layers do not offer (a skipped later layer
+    is a shallower stage)."""
+
     name: str
     stride: int
     se: float
-    blocks: tuple[str, ...]
+    blocks: tuple[str, ...]  # coupled stages: the block types their ops use
     kernels: tuple[int, ...]
     expands: tuple[int, ...]
     depths: tuple[int, ...]
@@ -58,10 +70,49 @@ class StageSpace:
     base: Layer  # the reference layer of this stage
     base_depth: int
     base_width: int
+    ops: tuple[Layer, ...] | None = None  # coupled choices for layers 2.. (and layer 1 without first_ops)
+    first_ops: tuple[Layer, ...] | None = None  # coupled choices for layer 1
+
+    @property
+    def coupled(self) -> bool:
+        return self.ops is not None
+
+    def layer_options(self, first: bool) -> tuple[Layer, ...]:
+        """Every layer this stage can run at its first position (``first``) or at a later one."""
+        if self.coupled:
+            return self.first_ops if first and self.first_ops else self.ops
+        return tuple(Layer(b, k, e) for b in self.blocks for k in self.kernels for e in self.expands)
+
+    def layer_dims(self, first: bool) -> tuple[tuple[str, tuple], ...]:
+        """The per-layer dimensions, as (suffix, choices): block/kernel/expand, or one ``op`` of codes."""
+        if self.coupled:
+            return (("op", tuple(lay.code for lay in self.layer_options(first))),)
+        return (("block", self.blocks), ("kernel", self.kernels), ("expand", self.expands))
+
+    def make_layer(self, values: tuple) -> Layer:
+        """The layer for one value per ``layer_dims`` entry, in their order."""
+        return Layer.from_code(values[0]) if self.coupled else Layer(*values)
+
+    def layer_values(self, layer: Layer) -> tuple:
+        """Inverse of ``make_layer``."""
+        return (layer.code,) if self.coupled else (layer.block, layer.kernel, layer.expand)
+
+    def position_blocks(self, first: bool) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Per block type at a position, the kernels and expand ratios its elastic weights must cover."""
+        out: dict[str, tuple[set, set]] = {}
+        for lay in self.layer_options(first):
+            kernels, expands = out.setdefault(lay.block, (set(), set()))
+            kernels.add(lay.kernel)
+            expands.add(lay.expand)
+        return {b: (tuple(sorted(k)), tuple(sorted(e))) for b, (k, e) in out.items()}
+
+    def count(self, depth: int) -> int:
+        """Distinct layer sequences of one depth."""
+        return len(self.layer_options(True)) * len(self.layer_options(False)) ** (depth - 1)
 
     @property
     def layer_choices(self) -> int:
-        return len(self.blocks) * len(self.kernels) * len(self.expands)
+        return len(self.layer_options(False))
 
 
 @dataclass(frozen=True)
@@ -100,11 +151,7 @@ class SearchSpace:
         for s in self.stages:
             dims += [Dimension(f"{s.name}.depth", s.depths), Dimension(f"{s.name}.width", s.widths)]
             for j in range(1, max(s.depths) + 1):
-                dims += [
-                    Dimension(f"{s.name}.l{j}.block", s.blocks),
-                    Dimension(f"{s.name}.l{j}.kernel", s.kernels),
-                    Dimension(f"{s.name}.l{j}.expand", s.expands),
-                ]
+                dims += [Dimension(f"{s.name}.l{j}.{x}", choices) for x, choices in s.layer_dims(j == 1)]
         return dims
 
     @property
@@ -112,7 +159,7 @@ class SearchSpace:
         """Number of distinct architectures (layers beyond a stage's depth do not count)."""
         n = len(self.resolutions) * len(self.stem_widths) * len(self.head_widths)
         for s in self.stages:
-            n *= len(s.widths) * sum(s.layer_choices**d for d in s.depths)
+            n *= len(s.widths) * sum(s.count(d) for d in s.depths)
         return n
 
     @property
@@ -127,11 +174,7 @@ class SearchSpace:
             for s in self.stages:
                 depth = choices[f"{s.name}.depth"]
                 layers = tuple(
-                    Layer(
-                        choices[f"{s.name}.l{j}.block"],
-                        choices[f"{s.name}.l{j}.kernel"],
-                        choices[f"{s.name}.l{j}.expand"],
-                    )
+                    s.make_layer(tuple(choices[f"{s.name}.l{j}.{x}"] for x, _ in s.layer_dims(j == 1)))
                     for j in range(1, depth + 1)
                 )
                 stages.append(Stage(choices[f"{s.name}.width"], s.stride, s.se, layers))
@@ -156,14 +199,9 @@ class SearchSpace:
             choices[f"{s.name}.depth"] = a.depth
             choices[f"{s.name}.width"] = a.width
             for j in range(1, max(s.depths) + 1):
-                lay = a.layers[j - 1] if j <= a.depth else Layer(s.blocks[0], s.kernels[0], s.expands[0])
-                choices.update(
-                    {
-                        f"{s.name}.l{j}.block": lay.block,
-                        f"{s.name}.l{j}.kernel": lay.kernel,
-                        f"{s.name}.l{j}.expand": lay.expand,
-                    }
-                )
+                dims = s.layer_dims(j == 1)
+                values = s.layer_values(a.layers[j - 1]) if j <= a.depth else tuple(c[0] for _, c in dims)
+                choices.update({f"{s.name}.l{j}.{x}": v for (x, _), v in zip(dims, values, strict=True)})
         return choices
 
     def sample(self, seed: int | random.Random) -> Arch:
@@ -174,7 +212,11 @@ class SearchSpace:
     def _extreme(self, pick: Any) -> Arch:
         choices: dict[str, Any] = {}
         for d in self.dimensions():
-            key = (lambda b: BLOCK_SIZE_RANK[b]) if d.label.endswith(".block") else None
+            key = None
+            if d.label.endswith(".block"):
+                key = BLOCK_SIZE_RANK.__getitem__
+            elif d.label.endswith(".op"):
+                key = _op_size_rank
             choices[d.label] = pick(d.choices, key=key)
         return self.decode(choices)
 
@@ -270,6 +312,9 @@ class SearchSpace:
             need(f"{s.name}.stride", a.stride, (s.stride,))
             need(f"{s.name}.se", a.se, (s.se,))
             for j, lay in enumerate(a.layers, 1):
+                if s.coupled:
+                    need(f"{s.name}.l{j}.op", lay.code, tuple(x.code for x in s.layer_options(j == 1)))
+                    continue
                 need(f"{s.name}.l{j}.block", lay.block, s.blocks)
                 need(f"{s.name}.l{j}.kernel", lay.kernel, s.kernels)
                 need(f"{s.name}.l{j}.expand", lay.expand, s.expands)

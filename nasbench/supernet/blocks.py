@@ -315,7 +315,30 @@ class ElasticAttention(nn.Module):
         return [(self.fc1.weight, 0), (self.fc1.bias, 0), (self.fc2.weight, 1)]
 
 
+class ElasticSkip(nn.Module):
+    """Elastic twin of ``blocks.Skip``: the identity where a subnet keeps the shape, else a 1x1 conv + BN
+    projection over the leading channels."""
+
+    def __init__(self, in_max, out_max, kernels, expands, stride, se, act):
+        super().__init__()
+        self.stride = stride
+        self.proj = ElasticConvBNAct(in_max, out_max, [1], stride)
+
+    def configure(self, cin: int, cout: int, kernel: int, expand: int) -> None:
+        self.projects = self.stride != 1 or cin != cout
+        if self.projects:
+            self.proj.configure(cin, cout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x) if self.projects else x
+
+    def static_state(self) -> dict[str, Tensor]:
+        return with_prefix("proj", self.proj.static_state()) if self.projects else {}
+
+
 def make_elastic_block(block: str, in_max, out_max, kernels, expands, stride, se, act) -> nn.Module:
+    if block == "skip":
+        return ElasticSkip(in_max, out_max, kernels, expands, stride, se, act)
     if block in ("mbconv", "dynconv"):
         return ElasticMBConv(in_max, out_max, kernels, expands, stride, se, act, dynamic=block == "dynconv")
     if block == "fused_mbconv":

@@ -67,6 +67,9 @@ def _block_convs(block: str, batch: int, cin: int, cout: int, kernel: int, expan
             yield _conv(batch, mid, 1, reduced, 1, 1)
             yield _conv(batch, reduced, 1, mid, 1, 1)
         yield _conv(batch, mid, out, cout, 1, 1)
+    elif block == "skip":
+        if stride != 1 or cin != cout:
+            yield _conv(batch, cin, size, cout, 1, stride)
     elif block == "fused_mbconv":
         if expand == 1:
             yield _conv(batch, cin, size, cout, kernel, stride)
@@ -95,10 +98,9 @@ def possible_conv_shapes(space: SearchSpace, batch: int) -> set[ConvShape]:
         shapes |= {_conv(batch, 3, res, w, 3, space.stem_stride) for w in space.stem_widths}
         cins = space.stem_widths
         for stage, first, stride, size in _layer_positions(space, res):
-            choices = itertools.product(stage.widths, stage.blocks, stage.kernels, stage.expands)
-            for cout, block, kernel, expand in choices:
+            for cout, x in itertools.product(stage.widths, stage.layer_options(first)):
                 for cin in cins if first else (cout,):  # later positions read the stage's own width
-                    shapes.update(_block_convs(block, batch, cin, cout, kernel, expand, stride, size, stage.se))
+                    shapes.update(_block_convs(x.block, batch, cin, cout, x.kernel, x.expand, stride, size, stage.se))
             cins = stage.widths
         size = functools.reduce(_out, [space.stem_stride, *(s.stride for s in space.stages)], res)
         shapes |= {_conv(batch, w, size, h, 1, 1) for w in cins for h in space.head_widths}

@@ -34,14 +34,11 @@ class Supernet(nn.Module):
             for j in range(max(s.depths)):
                 cin = in_max if j == 0 else max(s.widths)
                 stride = s.stride if j == 0 else 1
-                positions.append(
-                    nn.ModuleDict(
-                        {
-                            b: make_elastic_block(b, cin, max(s.widths), s.kernels, s.expands, stride, s.se, space.act)
-                            for b in s.blocks
-                        }
-                    )
-                )
+                position = {
+                    b: make_elastic_block(b, cin, max(s.widths), kernels, expands, stride, s.se, space.act)
+                    for b, (kernels, expands) in s.position_blocks(first=j == 0).items()
+                }
+                positions.append(nn.ModuleDict(position))
             stages.append(nn.ModuleList(positions))
             in_max = max(s.widths)
         self.stages = nn.ModuleList(stages)
