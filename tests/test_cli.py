@@ -18,7 +18,7 @@ def test_spaces_json(capsys):
     code, out, _ = run(["spaces", "--json"], capsys)
     assert code == 0
     rows = json.loads(out)
-    assert {r["name"] for r in rows} == {"efficientnet", "efficientnetv2", "mobile", "tiny"}
+    assert {r["name"] for r in rows} == {"efficientnet", "efficientnetv2", "mobile", "nas-bench-macro", "tiny"}
     for r in rows:
         span = r["macs_range"]
         assert span["smallest"]["macs"] < span["largest"]["macs"]

@@ -34,6 +34,9 @@ RECIPE = {
     "teacher_resolution": typer.Option(
         None, "--teacher-resolution", help="cycle (the teacher at every resolution in turn, the default) or largest."
     ),
+    "sampling": typer.Option(
+        None, "--sampling", help="sandwich (largest teaches, the default) or uniform (single-path, labels only)."
+    ),
     "label_smoothing": typer.Option(None, "--label-smoothing", help="On the largest subnet's label loss."),
     "kd_temperature": typer.Option(None, "--kd-temperature", help="Softening of the distilled soft labels."),
     "student_label_weight": typer.Option(
@@ -70,6 +73,7 @@ def train_supernet_command(
     warmup_steps: int = RECIPE["warmup_steps"],
     num_random: int = RECIPE["num_random"],
     teacher_resolution: str = RECIPE["teacher_resolution"],
+    sampling: str = RECIPE["sampling"],
     label_smoothing: float = RECIPE["label_smoothing"],
     kd_temperature: float = RECIPE["kd_temperature"],
     student_label_weight: float = RECIPE["student_label_weight"],

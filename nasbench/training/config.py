@@ -14,6 +14,7 @@ TEACHER_RESOLUTIONS = ("cycle", "largest")
 # What a recorded run that predates a field did, where that is not the field's default today: a record without
 # the field is read with this value, so an older run resumes (and is described) as it was trained.
 LEGACY_DEFAULTS = {"teacher_resolution": "largest"}
+SAMPLINGS = ("sandwich", "uniform")
 
 
 class DictConfig:
@@ -59,6 +60,12 @@ class TrainConfig(DictConfig):
     # in 10 minutes on two CPU cores, 3,174-3,450 steps instead of 2,716 give it 50.1-52.0% instead of 48.6%,
     # the largest at the largest resolution 62.3-65.1% against 65.3%, at the smallest 58-61% against 47.4%).
     teacher_resolution: str = "cycle"
+    # "sandwich": the largest subnet learns from the labels and teaches the others (BigNAS, OFA). "uniform":
+    # every step trains ``num_random`` subnets drawn as the coverage sampler draws them, each from the labels
+    # alone, with no teacher and no smallest (single-path one-shot, Guo et al. 2020): about four times the
+    # steps in a budget, and the ranking a search chooses by rather than the largest subnet's accuracy
+    # (bench/macro_rank.py on NAS-Bench-Macro).
+    sampling: str = "sandwich"
     kd_temperature: float = 1.0  # softening of the largest subnet's soft labels; BigNAS distils at 1
     # Share of the label loss in the other subnets' loss, the rest distilled from the largest: early in a short
     # run the largest is no teacher yet, and labels teach every subnet directly (0.5: +0.06 of the largest's
@@ -107,6 +114,8 @@ def _check(c: TrainConfig) -> None:
     need(0 <= c.label_smoothing < 1, "label_smoothing", "in [0, 1)")
     need(c.teacher_resolution in TEACHER_RESOLUTIONS, "teacher_resolution", f"one of {', '.join(TEACHER_RESOLUTIONS)}")
     need(c.kd_temperature > 0, "kd_temperature", "positive")
+    need(c.sampling in SAMPLINGS, "sampling", f"one of {', '.join(SAMPLINGS)}")
+    need(c.sampling == "sandwich" or c.num_random >= 1, "num_random", "at least 1 with uniform sampling")
     need(0 <= c.student_label_weight <= 1, "student_label_weight", "in [0, 1]")
     need(c.dynconv_temperature >= 1, "dynconv_temperature", "at least 1")
     need(0 <= c.dynconv_anneal <= 1, "dynconv_anneal", "in [0, 1]")

@@ -88,8 +88,14 @@ class Trainer:
             self.net, dynconv_temperature(step, total=total, start=c.dynconv_temperature, anneal=c.dynconv_anneal)
         )
         images, labels = self.stream.next()
+        sandwich = c.sampling == "sandwich"
         archs = sandwich_archs(
-            self.space, self.sampler, c.num_random, smallest=c.train_smallest, teacher_resolution=c.teacher_resolution
+            self.space,
+            self.sampler,
+            c.num_random,
+            smallest=c.train_smallest,
+            teacher_resolution=c.teacher_resolution,
+            teacher=sandwich,
         )
         for arch in archs:
             self.sampler.count(arch)
@@ -105,6 +111,7 @@ class Trainer:
             channels_last=c.channels_last,
             bf16=c.bf16,
             model=self.model,
+            distill=sandwich,
         )
         done = step + 1
         if self.reorder and c.reorder_every and done % c.reorder_every == 0 and done < total:

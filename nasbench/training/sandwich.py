@@ -33,19 +33,22 @@ def sandwich_archs(
     *,
     smallest: bool = True,
     teacher_resolution: str = "largest",
+    teacher: bool = True,
 ) -> list[Arch]:
     """The subnets of one step: the teacher first, then the smallest (unless ``smallest`` is False), then
     ``num_random`` samples (from a ``CoverageSampler``, which visits every choice regularly, or uniformly
-    from a ``random.Random``).
+    from a ``random.Random``). Without ``teacher``, only the ``num_random`` samples (uniform sampling).
 
     The teacher is the largest subnet, at the largest resolution (``teacher_resolution="largest"``) or at
     each of the space's resolutions in turn (``"cycle"``, see ``TrainConfig.teacher_resolution``)."""
     coverage = isinstance(sampler, CoverageSampler)
+    draw = sampler.sample if coverage else lambda: space.sample(sampler)
+    if not teacher:  # uniform single-path sampling: ``num_random`` subnets, nothing else
+        return [draw() for _ in range(num_random)]
     teacher = space.largest()
     if teacher_resolution == "cycle":
         resolution = sampler.teacher_resolution() if coverage else sampler.choice(space.resolutions)
         teacher = replace(teacher, resolution=resolution)
-    draw = sampler.sample if coverage else lambda: space.sample(sampler)
     return [teacher, *([space.smallest()] if smallest else []), *(draw() for _ in range(num_random))]
 
 
@@ -92,11 +95,13 @@ def sandwich_step(
     channels_last: bool = False,
     bf16: bool = False,
     model: nn.Module | None = None,
+    distill: bool = True,
 ) -> StepLosses:
     """Forward and backward every subnet in ``archs`` (the first is the teacher), then one optimizer step.
 
     ``model``, when given, is what runs the forward passes (a ``DistributedDataParallel`` wrapping ``net``);
-    ``net`` is where the subnet is selected."""
+    ``net`` is where the subnet is selected. Without ``distill`` every subnet learns from the labels alone,
+    and the first is no teacher (uniform sampling)."""
     optimizer.zero_grad(set_to_none=True)
     cast = autocast(images.device, bf16)
     model = net if model is None else model
@@ -110,10 +115,11 @@ def sandwich_step(
         with deferred:
             with cast:
                 logits = model(x)
-            if i == 0:
+            if i == 0 or not distill:
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-                teacher_logits = logits.detach()
-                largest = loss.detach()
+                if i == 0:
+                    teacher_logits = logits.detach()
+                    largest = loss.detach()
             else:
                 loss = distillation_loss(logits, teacher_logits, kd_temperature)
                 if student_label_weight:
