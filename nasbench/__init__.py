@@ -9,6 +9,7 @@ The public API, imported lazily (``import nasbench`` imports neither torch nor p
     nasbench.create_model(name, pretrained=True, zoo="zoo")  # a model from the zoo
     nasbench.search(space, data, budget, **settings) -> Run   # the main job (``nasbench search``)
     nasbench.load_run(path) -> Run                         # .records (DataFrame), .front, .config
+    nasbench.load_benchmark("nas-bench-macro")             # ground truth: .space, .accuracy(arch), .front()
 
 ``nasbench.build`` and ``nasbench.search`` are also the modules of those names, made callable (see
 ``nasbench.callable_module``).
@@ -33,6 +34,7 @@ _LAZY = {
     "create_model": ("nasbench.zoo", "create_model"),
     "load_run": ("nasbench.api", "load_run"),
     "Run": ("nasbench.api", "Run"),
+    "load_benchmark": ("nasbench.benchmarks.truth", "load_benchmark"),
 }
 
 __all__ = ["Arch", "Layer", "NasbenchError", "SearchSpace", "Stage", "load_space", "shipped_spaces", *_LAZY]

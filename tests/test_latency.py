@@ -29,7 +29,7 @@ from nasbench.latency.table import Correction, config_key, load_table, space_fin
 from nasbench.latency.use import table_for_search
 from nasbench.objectives.expected import expected_latency
 from nasbench.runs import RunDir
-from nasbench.search.orchestrate import SearchConfig, _load_predictor, search_context
+from nasbench.search.orchestrate import SearchConfig, load_predictor, search_context
 from nasbench.search.proximal import cost_range
 from nasbench.supernet import Supernet
 
@@ -360,7 +360,7 @@ def test_table_from_another_machine_ranks_but_is_refused_under_max_latency(tmp_p
         table_for_search(path, TINY, max_latency=5.0)
     config = SearchConfig(space="tiny", data="digits", budget="1min", max_latency=5.0, latency_table=str(path))
     with pytest.raises(NasbenchError, match="nasbench latency calibrate"):
-        _load_predictor(config, TINY)
+        load_predictor(config, TINY)
     # A table from before machines were recorded cannot say whose milliseconds it predicts.
     old = json.loads(path.read_text())
     old["correction"].pop("machine")

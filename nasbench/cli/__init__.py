@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from nasbench.cli import arch, latency, retrain, runs, search, spaces, train, zoo
+from nasbench.cli import arch, benchmark, latency, retrain, runs, search, spaces, train, zoo
 from nasbench.cli.common import HandledGroup
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.add_typer(latency.app, name="latency")  # nasbench latency measure|lut|predi
 app.add_typer(zoo.export_app)  # nasbench export RUN --arch ID --name NAME
 app.add_typer(zoo.zoo_app, name="zoo")  # nasbench zoo list|show
 app.add_typer(retrain.app)  # nasbench retrain RUN --top K
+app.add_typer(benchmark.app, name="benchmark")  # nasbench benchmark show|rank
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,9 @@ def search(
     max_latency: float = typer.Option(None, "--max-latency", help="Constraint: at most this latency (ms)."),
     latency_table: str = typer.Option(None, "--latency-table", help="A latency table JSON (nasbench latency lut)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Supernet training batch size (default 32)."),
+    sampling: str = typer.Option(
+        None, "--sampling", help="Supernet training: sandwich (default) or uniform (one subnet per step, labels only)."
+    ),
     targets: int = typer.Option(None, "--targets", help="Cost targets of the proximal searcher (default 4)."),
     proximal_steps: int = typer.Option(None, "--proximal-steps", help="Proximal steps per target (default 200)."),
     concurrency: int = typer.Option(None, "--concurrency", help="Trials at once (default 2)."),
@@ -43,6 +46,11 @@ def search(
     ),
     workers: int = typer.Option(
         None, "--workers", help="Data-parallel ranks for the supernet (Ray Train), one device each (default 1)."
+    ),
+    evaluator: str = typer.Option(
+        None,
+        "--evaluator",
+        help="supernet (default), or table: a benchmark space's ground truth, no training (--budget Ntrials).",
     ),
     as_json: bool = json_option("Print the front as JSON at the end."),
 ) -> None:
@@ -62,6 +70,7 @@ def search(
         "max_latency": max_latency,
         "latency_table": latency_table,
         "batch_size": batch_size,
+        "sampling": sampling,
         "proximal_targets": targets,
         "proximal_steps": proximal_steps,
         "concurrency": concurrency,
@@ -69,6 +78,7 @@ def search(
         "device": device,
         "gpus_per_trial": gpus_per_trial,
         "workers": workers,
+        "evaluator": evaluator,
     }
     config = search_config(given, resume=resume)
     folder = resume or out

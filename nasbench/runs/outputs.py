@@ -234,6 +234,11 @@ def summary_markdown(
     else:
         lines += [f"{len(front)} architectures; `nasbench export {run_id} --arch ID` exports one.", ""]
         lines += [_markdown_table(_front_display(front, objectives)), ""]
+    winners = true_winners(records)
+    if not winners.empty:
+        lines += ["## Ground truth", "", "Each searcher's winner (its most accurate feasible record, as it saw it)"]
+        lines += ["beside its true accuracy and rank in the benchmark's table (1 = best).", ""]
+        lines += [_markdown_table(_winners_display(winners)), ""]
     ref_text = ", ".join(f"{LABELS[o]} = {_fmt_value(o, reference[o])}" for o in objectives)
     lines += ["## Hypervolume", "", f"Reference point: {ref_text}. Normalized: hypervolume divided by the"]
     lines += ["volume of the box between the reference point and the ideal one (accuracy 1, costs 0).", ""]
@@ -243,6 +248,33 @@ def summary_markdown(
         table["normalized"] = table["normalized"].map(lambda v: f"{v:.4f}")
         lines += [_markdown_table(table), ""]
     return "\n".join(lines)
+
+
+def true_winners(records: pd.DataFrame) -> pd.DataFrame:
+    """Per searcher (and ``all``), the ok record with the best accuracy the searcher saw, with the true
+    accuracy and rank a benchmark space records in ``extra``; empty when the run has no ground truth."""
+    ok = records[records["status"] == "ok"]
+    if ok.empty:
+        return pd.DataFrame()
+    truth = pd.DataFrame([json.loads(e) if isinstance(e, str) else dict(e or {}) for e in ok["extra"]], index=ok.index)
+    if "true_acc" not in truth.columns:
+        return pd.DataFrame()
+    ok = ok.assign(true_acc=truth["true_acc"], true_rank=truth["true_rank"], bench_key=truth["bench_key"])
+    rows = []
+    for searcher, group in [*ok.groupby("searcher", sort=False), ("all", ok)]:
+        best = group.loc[group["acc"].idxmax()]
+        rows.append({"searcher": searcher, "feasible": len(group), **best[["arch_id", "bench_key", "acc"]]})
+        rows[-1].update(true_acc=best["true_acc"], true_rank=int(best["true_rank"]), best_true=group["true_acc"].max())
+    return pd.DataFrame(rows)
+
+
+def _winners_display(winners: pd.DataFrame) -> pd.DataFrame:
+    shown = winners[["searcher", "feasible", "arch_id", "bench_key"]].rename(columns={"arch_id": "arch id"})
+    shown["acc seen"] = winners["acc"].map(lambda v: f"{v:.4f}")
+    shown["true acc %"] = winners["true_acc"].map(lambda v: f"{v:.2f}")
+    shown["true rank"] = winners["true_rank"]
+    shown["best true acc evaluated %"] = winners["best_true"].map(lambda v: f"{v:.2f}")
+    return shown
 
 
 def _status_counts(records: pd.DataFrame) -> pd.DataFrame:

@@ -80,8 +80,10 @@ class RecordSink:
         limits: Mapping[str, float],
         clock: BudgetClock,
         on_record: Callable[[Record], None] | None = None,
+        truth: Any = None,
     ):
         self.run, self.searcher, self.seed, self.num_classes = run, searcher, seed, num_classes
+        self.truth = truth  # a benchmark's ``GroundTruth`` when the space is one: true accuracy beside each record
         self.objectives, self.limits = tuple(objectives), dict(limits)
         self.clock, self.on_record = clock, on_record
         rows = self._own_rows()
@@ -115,6 +117,8 @@ class RecordSink:
         status, error = outcome.get("status", "ok"), outcome.get("error") or ""
         rest = {k: v for k, v in outcome.items() if k not in (*RECORD_FIELDS, "status", "error", "extra")}
         extra = {**dict(outcome.get("extra") or {}), **rest, **dict(extra or {})}
+        if self.truth is not None:
+            extra.update(self.truth.truth(arch))
         if not _finite(fields["macs"]) or not _finite(fields["params"]):
             cost = count(arch, self.num_classes)  # analytic: known even when the evaluation failed
             fields.update(macs=cost.macs, params=cost.params)

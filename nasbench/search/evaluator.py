@@ -71,7 +71,28 @@ class SupernetEvaluator:
             channels_last=s.channels_last,
             bf16=s.bf16,
         )
-        return {"acc": result.top1, "macs": cost.macs, "params": cost.params, "latency_pred_ms": latency}
+        return {
+            "acc": result.top1,
+            "macs": cost.macs,
+            "params": cost.params,
+            "latency_pred_ms": latency,
+            "val_loss": result.loss,  # kept in the record's extra: a ranker of its own (nasbench rank-report)
+        }
+
+
+class TableEvaluator:
+    """Callable ``arch -> dict`` of record fields from a benchmark's table instead of a supernet: the true
+    accuracy (as a fraction, like a supernet's), with nasbench's analytic MACs and parameters. This is how
+    search strategies are compared apart from weight sharing (``nasbench search --evaluator table``)."""
+
+    def __init__(self, truth: Any, num_classes: int = 10, predict_latency: Callable[[Arch], float] | None = None):
+        self.truth, self.num_classes, self.predict_latency = truth, num_classes, predict_latency
+
+    def __call__(self, arch: Arch) -> dict[str, Any]:
+        cost = count(arch, self.num_classes)
+        latency = float(self.predict_latency(arch)) if self.predict_latency else math.nan
+        acc = self.truth.accuracy(arch) / 100.0
+        return {"acc": acc, "macs": cost.macs, "params": cost.params, "latency_pred_ms": latency}
 
 
 def evaluate_outcome(evaluator: Evaluator, arch: Arch) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from nasbench.api import Run, load_run
+from nasbench.benchmarks.truth import benchmark_for
 from nasbench.budget import (
     DEFAULT_SHARES,
     TIME_KINDS,
@@ -48,6 +49,7 @@ from nasbench.training.state import resolve_device
 
 console = Console(stderr=True)
 FLAGS = {"searchers": "--searcher", "proximal_targets": "--targets"}  # settings whose flag is not their name
+EVALUATORS = ("supernet", "table")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class SearchConfig:
     max_latency: float | None = None
     latency_table: str | None = None
     batch_size: int = 32  # supernet training (TrainConfig.batch_size says why)
+    sampling: str = "sandwich"  # supernet training: sandwich or uniform (TrainConfig.sampling says why)
     proximal_targets: int = 4
     proximal_steps: int = 200  # weight/architecture step pairs per target
     concurrency: int = 2  # trials at once: 1 evaluates in this process, more on Ray workers
@@ -71,6 +74,9 @@ class SearchConfig:
     device: str | None = None  # cpu or cuda[:N]; None: CUDA when there is one (resolved on every resume)
     gpus_per_trial: float | None = None  # a Ray trial's share of a GPU on CUDA; None: 1 / concurrency
     workers: int = 1  # data-parallel ranks for the supernet (Ray Train, one device each); batch_size is per rank
+    # "supernet" (train one, evaluate with its weights) or "table" (a benchmark space's ground truth: no
+    # training, no data; how the field compares search strategies apart from weight sharing)
+    evaluator: str = "supernet"
 
     def check(self) -> None:
         registry.check(self.searchers)
@@ -87,6 +93,17 @@ class SearchConfig:
         if self.gpus_per_trial is not None and not 0 < self.gpus_per_trial <= 1:
             raise NasbenchError(f"--gpus-per-trial must be in (0, 1], got {self.gpus_per_trial}")
         resolve_device(self.device)
+        TrainConfig(sampling=self.sampling, num_random=1)  # refuses an unknown sampling in one line
+        if self.evaluator not in EVALUATORS:
+            raise NasbenchError(f"--evaluator must be one of {', '.join(EVALUATORS)}, got {self.evaluator!r}")
+        if self.evaluator == "table":
+            one_shot = [n for n in self.searchers if not registry.searcher_class(n).uses_workers]
+            if one_shot:
+                raise NasbenchError(
+                    f"--evaluator table runs trial searchers (nsga2, tpe, random); {one_shot[0]} needs a supernet"
+                )
+            if self.workers != 1:
+                raise NasbenchError("--workers trains a supernet in parallel; --evaluator table trains none")
 
     @property
     def limits(self) -> dict[str, float]:
@@ -107,9 +124,9 @@ def search(
 
     ``settings`` are ``nasbench search``'s other options with underscores: ``searchers`` (a tuple or
     ``"proximal,nsga2"``), ``objectives``, ``seed``, ``shares``, ``train_budget``, ``max_macs``,
-    ``max_latency``, ``latency_table``, ``batch_size``, ``proximal_targets``, ``proximal_steps``,
-    ``concurrency``, ``ray_address``, ``device``, ``gpus_per_trial``, ``workers``. With ``resume``, settings
-    left out come from the run.
+    ``max_latency``, ``latency_table``, ``batch_size``, ``sampling``, ``proximal_targets``,
+    ``proximal_steps``, ``concurrency``, ``ray_address``, ``device``, ``gpus_per_trial``, ``workers``,
+    ``evaluator``. With ``resume``, settings left out come from the run.
     """
     config = search_config({"space": space, "data": data, "budget": budget, **settings}, resume=resume)
     run = run_search(config, out=Path(out) if out is not None else None, resume=Path(resume) if resume else None)
@@ -128,6 +145,9 @@ def search_config(given: Mapping[str, Any], *, resume: str | os.PathLike | None 
         stored = {k: _setting(k, v) for k, v in RunDir.open(resume).config.items() if k in known}
         merged = merge_resumed(stored, given, where=f"--resume {resume}", flags=FLAGS)
         return SearchConfig(**{k: _setting(k, v) for k, v in merged.items()})
+    if given.get("evaluator") == "table":
+        given.setdefault("data", "table")  # the benchmark's own data: nothing to load
+        given.setdefault("searchers", ("nsga2", "tpe", "random"))  # the one-shot searcher needs a supernet
     missing = [k for k in ("space", "data", "budget") if k not in given]
     if missing:
         raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")
@@ -142,6 +162,12 @@ def _setting(name: str, value: Any) -> Any:
 
 def phase_budgets(config: SearchConfig) -> dict[str, Budget]:
     budget = parse_budget(config.budget)
+    if config.evaluator == "table":
+        if budget.kind != TRIALS:
+            raise NasbenchError(
+                f"--evaluator table counts queries: give --budget as trials (e.g. 100trials), not {budget}"
+            )
+        return {"search": budget}
     if budget.kind in TIME_KINDS:
         return split(budget, config.shares)
     if budget.kind != TRIALS:
@@ -160,7 +186,11 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
     config.check()
     budgets = phase_budgets(config)
     space = load_space(config.space)
-    _load_predictor(config, space)  # a table that cannot serve this search is refused before anything is written
+    load_predictor(config, space)  # a table that cannot serve this search is refused before anything is written
+    if config.evaluator == "table":
+        from nasbench.search.on_table import run_on_table  # it runs this module's search phase
+
+        return run_on_table(config, space, budgets["search"], out=out, resume=resume)
     dataset = load_dataset(config.data)
     stored = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
     run = RunDir.resume(resume, stored) if resume else RunDir.create(stored, out=out)
@@ -213,7 +243,9 @@ def train_config(config: SearchConfig, supernet_dir: Path) -> TrainConfig:
     record = Path(supernet_dir) / TRAIN_CONFIG_FILE
     if record.is_file():
         return TrainConfig.from_dict(read_record(record)["identity"]["config"])
-    return TrainConfig(batch_size=config.batch_size)
+    if config.sampling == "uniform":  # single-path: one subnet per step, from the labels
+        return TrainConfig(batch_size=config.batch_size, sampling="uniform", num_random=1)
+    return TrainConfig(batch_size=config.batch_size, sampling=config.sampling)
 
 
 def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchContext:
@@ -224,7 +256,7 @@ def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchCon
     what the table changes (resolutions left out, figures that are another machine's milliseconds) is
     printed and stored in the run's state under ``latency``."""
     space = trained.supernet.space
-    latency = _load_predictor(config, space)
+    latency = load_predictor(config, space)
     predictor = latency.table if latency else None
     if latency:
         space = latency.space
@@ -300,6 +332,7 @@ def search_phase(run: RunDir, ctx: SearchContext, searchers: tuple[str, ...], bu
     after every record, so a killed run loses at most the evaluation in progress."""
     budgets = split_evenly(budget, searchers)
     state = run.read_state()
+    truth = benchmark_for(ctx.space)  # a benchmark space: each record gets its true accuracy beside it
     for i, name in enumerate(searchers, 1):
         console.print(f"[bold]phase 2/2[/bold] search {i}/{len(searchers)}: {name}, budget {budgets[name]}")
         clock = _clock(run, state, name, budgets[name])
@@ -311,6 +344,7 @@ def search_phase(run: RunDir, ctx: SearchContext, searchers: tuple[str, ...], bu
         sink = RecordSink(
             run,
             name,
+            truth=truth,
             seed=ctx.seed,
             num_classes=ctx.num_classes,
             objectives=ctx.objectives,
@@ -335,7 +369,7 @@ def _clock(run: RunDir, state: dict[str, Any], name: str, budget: Budget) -> Bud
     return BudgetClock(budget, spent_before=float(state["spent"].get(name, 0.0)))
 
 
-def _load_predictor(config: SearchConfig, space: Any) -> Any:
+def load_predictor(config: SearchConfig, space: Any) -> Any:
     """The run's latency table and the space restricted to its resolutions (``latency.use.SearchTable``),
     or None without a table. Cheap (reads one file): call it before training to refuse a table early."""
     if not config.latency_table:

@@ -1,0 +1,71 @@
+"""The headline at CPU scale: does `nasbench search` on NAS-Bench-Macro beat the obvious choices at equal cost?
+
+Reads finished `nasbench search --space nas-bench-macro` runs and prints, per run and per searcher, the winner
+(the most accurate feasible record as the searcher saw it) with its TRUE accuracy and rank in the table, beside
+the baselines under the run's `--max-macs` limit: the reference network (all MBConv k3e3 at the 53.2 M limit,
+all k5e6 without one), the table's best, the largest network (MACs alone: "bigger is better") and the median
+network. Then the mean over runs with the same limit. The limit is nasbench's MACs (which count batch norm and
+pooling); the table's FLOPs of the same networks are a little lower.
+
+    nasbench search --space nas-bench-macro --data CIFAR10_DIR --budget 30min --max-macs 54434304 --seed 0 --out R0
+    .venv/bin/python bench/macro_headline.py R0 [R1 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+
+import numpy as np
+
+import nasbench
+from nasbench.benchmarks.truth import load_benchmark
+from nasbench.runs.outputs import true_winners
+
+
+def baselines(truth, max_macs: float | None) -> dict[str, tuple[str, float]]:
+    """(key, true accuracy) of the reference, best, largest and median network under the limit."""
+    rows = truth.feasible(max_macs, column="macs")
+    reference = "11111111" if max_macs is not None and max_macs < truth.table.loc["22222222", "macs"] else "22222222"
+    largest = rows.loc[rows["macs"].idxmax()]
+    median = rows["acc"].median()
+    middle = rows.iloc[(rows["acc"] - median).abs().argmin()]
+    best = rows.loc[rows["acc"].idxmax()]
+    return {
+        "reference": (reference, float(truth.table.loc[reference, "acc"])),
+        "best under limit": (best["key"], float(best["acc"])),
+        "largest under limit (MACs alone)": (largest["key"], float(largest["acc"])),
+        "median under limit": (middle["key"], float(median)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="finished search run folders on nas-bench-macro")
+    args = ap.parse_args()
+    truth = load_benchmark("nas-bench-macro")
+    by_limit: dict[float | None, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for path in args.runs:
+        run = nasbench.load_run(path)
+        limit = run.config.get("max_macs")
+        winners = true_winners(run.records)
+        steps = run.config.get("budget")
+        print(f"\n{path}: seed {run.config.get('seed')}, budget {steps}, max MACs {limit or 'none'}")
+        for _, w in winners.iterrows():
+            print(f"  {w['searcher']:>9}: {w['bench_key']} seen {w['acc']:.4f}  true {w['true_acc']:.2f}%"
+                  f"  rank {w['true_rank']:4d}  ({w['feasible']} feasible evaluated)")  # fmt: skip
+            by_limit[limit][w["searcher"]].append(float(w["true_acc"]))
+    for limit, searchers in by_limit.items():
+        feasible = len(truth.feasible(limit, column="macs"))
+        print(f"\nmax MACs {limit or 'none'} ({feasible} of {len(truth.table)} networks feasible):")
+        for name, (key, acc) in baselines(truth, limit).items():
+            print(f"  {name:>34}: {key}  {acc:.2f}%")
+        for name, accs in searchers.items():
+            spread = f" +- {np.std(accs, ddof=1):.2f}" if len(accs) > 1 else ""
+            mean = float(np.mean(accs)) if accs else math.nan
+            print(f"  {'winner of ' + name:>34}: mean {mean:.2f}%{spread} over {len(accs)} runs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Benchmarks of the workbench itself: how well rankers and proxies order architectures."""
