@@ -206,9 +206,9 @@ def test_retrain_run_end_to_end(tmp_path, monkeypatch):
         again = retrain_run(run, top=1, budget=Budget(STEPS, 6), baselines=["tiny_ref"], config=SMALL, progress=False)
     assert again["rows"] == report["rows"]
     assert {p: p.stat().st_mtime_ns for f in folders for p in f.iterdir()} == finished
-    with pytest.raises(NasbenchError, match="other settings"):
-        (results["winner"] / "result.json").unlink()
+    with pytest.raises(NasbenchError, match="other settings"):  # the finished result is not reused for 7 steps
         retrain_run(run, top=1, budget=Budget(STEPS, 7), baselines=["tiny_ref"], config=SMALL, progress=False)
+    assert (results["winner"] / "result.json").is_file()  # and nothing stored was deleted
 
 
 # --- resume after SIGKILL -----------------------------------------------------------------------------------

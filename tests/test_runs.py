@@ -203,6 +203,26 @@ def test_torn_last_line_is_ignored_then_cut(run):
     assert RunDir.open(run.path).records()["trial"].tolist()[-1] == 9
 
 
+def test_a_complete_last_record_without_its_newline_is_kept_and_resumed(run):
+    """A process stopped between a record and its newline left a valid record: nothing may drop it."""
+    import warnings
+
+    fill(run)
+    run.close()
+    before = RunDir.open(run.path).records()[["searcher", "trial"]].values.tolist()
+    data = run.journal.path.read_bytes()
+    assert data.endswith(b"\n")
+    run.journal.path.write_bytes(data[:-1])  # the last of the 8 records, whole, without its newline
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "torn line" warning either: the record is whole
+        assert len(RunDir.open(run.path).records()) == 8
+        with RunDir.resume(run.path) as again:
+            again.append(rec(9))
+    records = RunDir.open(run.path).records()
+    assert len(records) == 9 and records[["searcher", "trial"]].values.tolist() == [*before, ["random", 9]]
+    assert run.journal.path.read_bytes().count(b"\n") == 9
+
+
 def test_damaged_middle_line_is_a_clear_error(run):
     fill(run)
     text = run.journal.path.read_text().splitlines()

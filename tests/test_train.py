@@ -250,8 +250,16 @@ def test_checkpoints_round_trip_rng_and_refuse_garbage(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1)) == draws
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(NasbenchError, match="cannot be read"):
+    with pytest.raises(NasbenchError, match="cannot be read") as bad:
         load_checkpoint(tmp_path / "bad.pt")
+    assert "damaged or foreign" in str(bad.value) and "\n" not in str(bad.value)
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "c.pt").read_bytes()[:300])  # a checkpoint cut short
+    with pytest.raises(NasbenchError, match="cannot be read"):
+        load_checkpoint(tmp_path / "cut.pt")
+    (tmp_path / "dir.pt").mkdir()  # an I/O error keeps its cause, and says it is not about the content
+    with pytest.raises(NasbenchError, match="cannot be read: ") as io:
+        load_checkpoint(tmp_path / "dir.pt")
+    assert isinstance(io.value.__cause__, OSError) and "damaged" not in str(io.value)
 
 
 def test_killed_training_resumes_to_the_uninterrupted_result(tmp_path, space_path, space, digits, uninterrupted):
@@ -572,3 +580,19 @@ def test_a_run_recorded_before_the_teacher_cycled_resumes_as_it_was_trained(tmp_
     assert again.steps == 2 and again.resumed_at == 2
     with pytest.raises(NasbenchError, match="teacher_resolution: 'largest' there, 'cycle' now"):
         train_supernet(space, digits, budget, run, config=CONFIG, resume=True, progress=False)
+
+
+def test_a_run_recorded_before_uniform_sampling_reads_as_the_sandwich(tmp_path, space, digits):
+    """Records without ``sampling`` were trained with the sandwich: they resume (and are read back) as such."""
+    run, budget = tmp_path / "old", parse_budget("2steps")
+    train_supernet(space, digits, budget, run, config=CONFIG, progress=False)
+    record = json.loads((run / "train_config.json").read_text())
+    del record["identity"]["config"]["sampling"]
+    (run / "train_config.json").write_text(json.dumps(record))
+    assert existing_record(run)["identity"]["config"]["sampling"] == "sandwich"
+    again = train_supernet(space, digits, budget, run, config=CONFIG, resume=True, progress=False)
+    assert again.steps == 2 and again.resumed_at == 2
+    with pytest.raises(NasbenchError, match="sampling: 'sandwich' there, 'uniform' now"):
+        train_supernet(
+            space, digits, budget, run, config=replace(CONFIG, sampling="uniform"), resume=True, progress=False
+        )

@@ -127,9 +127,10 @@ def retrain_model(
     """
     require_kind(budget, (WALL_TIME, STEPS, EPOCHS), "retraining (a per-model budget)")
     out = Path(out_dir)
+    identity = {"job": job.to_dict(), "budget": str(budget), "recipe": config.to_dict(), "seed": seed}
+    _refuse_other_settings(out, identity)  # before a stored result is reused: it must be this model's
     if (out / RESULT_FILE).is_file():
         return json.loads((out / RESULT_FILE).read_text())
-    identity = {"job": job.to_dict(), "budget": str(budget), "recipe": config.to_dict(), "seed": seed}
     trainer = _build(job, train, num_classes, config, seed)
     plan = _open_plan(out, identity, trainer, budget, len(train))
     state = load_checkpoint(out / CHECKPOINT_FILE) if (out / CHECKPOINT_FILE).is_file() else None
@@ -171,13 +172,8 @@ def _open_plan(out: Path, identity: dict[str, Any], trainer: _Trainer, budget: B
     """The stored plan when it is this model's with the same budget and recipe; else a new one, written
     before any checkpoint can exist. A folder planned with other settings is refused, not mixed."""
     path = out / PLAN_FILE
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("identity") != json.loads(json.dumps(identity)):
-            raise NasbenchError(
-                f"{out} holds a retraining started with other settings (budget {stored['identity'].get('budget')}); "
-                "repeat them, or delete that folder to start this model afresh"
-            )
+    stored = _refuse_other_settings(out, identity)
+    if stored is not None:
         return stored["plan"]
     per_epoch = images // trainer.config.batch_size
     steps = plan_steps(trainer, budget, BudgetClock(budget), per_epoch)  # a clock not started: timing is free
@@ -190,6 +186,26 @@ def _open_plan(out: Path, identity: dict[str, Any], trainer: _Trainer, budget: B
     out.mkdir(parents=True, exist_ok=True)
     write_json(path, {"identity": identity, "plan": plan})
     return plan
+
+
+def _refuse_other_settings(out: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The folder's stored plan when it was made for ``identity`` (None when there is none); a folder made
+    with other settings (budget, recipe, seed or architecture) is refused in one line, naming the budget."""
+    path = out / PLAN_FILE
+    if not path.is_file():
+        if (out / RESULT_FILE).is_file():
+            raise NasbenchError(f"{out} holds a result without its plan ({PLAN_FILE}); delete that folder to retrain")
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise NasbenchError(f"{path} cannot be read ({e}); delete that folder to retrain this model") from None
+    if stored.get("identity") != json.loads(json.dumps(identity)):
+        raise NasbenchError(
+            f"{out} holds a retraining with other settings (budget {stored.get('identity', {}).get('budget')},"
+            f" asked {identity['budget']}); repeat them, or delete that folder to start this model afresh"
+        )
+    return stored
 
 
 def _finish(

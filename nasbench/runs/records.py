@@ -170,6 +170,8 @@ class Journal:
             return []
         data = self.path.read_bytes()
         complete, _, tail = data.rpartition(b"\n")
+        if _complete_record(tail):  # written whole, only its newline lost: a valid record, kept
+            complete, tail = data, b""
         if tail:
             warnings.warn(
                 f"{self.path}: ignoring a torn last line ({len(tail)} bytes), left by a process that was stopped "
@@ -189,7 +191,9 @@ class Journal:
         return rows
 
     def cut_torn_tail(self) -> None:
-        """Remove a torn last line, so the next append starts on a line of its own."""
+        """Remove a torn last line, so the next append starts on a line of its own. A last line that parses
+        as a whole record (a process stopped between the record and its newline) is kept: it gets its
+        newline instead."""
         if not self.path.exists():
             return
         with open(self.path, "rb+") as f:
@@ -202,9 +206,25 @@ class Journal:
             f.seek(0)
             data = f.read()
             keep = data.rfind(b"\n") + 1
+            if _complete_record(data[keep:]):
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+                return
             warnings.warn(
                 f"{self.path}: removing a torn last line ({size - keep} bytes) before appending", stacklevel=2
             )
             f.truncate(keep)
             f.flush()
             os.fsync(f.fileno())
+
+
+def _complete_record(line: bytes) -> bool:
+    """Whether a journal line without its newline still holds a whole record (a JSON object)."""
+    if not line.strip():
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False

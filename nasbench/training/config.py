@@ -13,7 +13,7 @@ DEFAULT_WEIGHT_DECAY = {"sgd-nesterov": 5e-4, "adamw": 0.05}
 TEACHER_RESOLUTIONS = ("cycle", "largest")
 # What a recorded run that predates a field did, where that is not the field's default today: a record without
 # the field is read with this value, so an older run resumes (and is described) as it was trained.
-LEGACY_DEFAULTS = {"teacher_resolution": "largest"}
+LEGACY_DEFAULTS = {"teacher_resolution": "largest", "sampling": "sandwich"}
 SAMPLINGS = ("sandwich", "uniform")
 
 

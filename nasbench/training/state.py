@@ -8,6 +8,7 @@ half of one.
 
 from __future__ import annotations
 
+import pickle
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,10 +163,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint`` (tensors and plain values only)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which, without a traceback
+    except OSError as e:  # the disk or its permissions, not the file's content: keep the cause
+        raise NasbenchError(f"checkpoint {path} cannot be read: {e.strerror or e}") from e
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as e:
+        # truncated, foreign, or written by a torch this one cannot read: one line that says which
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise NasbenchError(
-            f"checkpoint {path} cannot be read ({type(e).__name__}); it is not a nasbench checkpoint"
-        ) from None
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {first}); a damaged or foreign file, or one"
+            " written by another torch version"
+        ) from e
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise NasbenchError(f"checkpoint {path} is not a nasbench training checkpoint (format {CHECKPOINT_FORMAT})")
     return state
