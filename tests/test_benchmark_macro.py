@@ -187,6 +187,15 @@ def test_rank_report_refuses_bad_input(tiny_macro_supernet, tmp_path, capsys):
     assert code == 2 and "no supernet training" in err
     code, _, err = run(["benchmark", "rank", str(tiny_macro_supernet), "--proxies", "magic"], capsys)
     assert code == 2 and "unknown proxy" in err
+    import shutil
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(tiny_macro_supernet, unfinished)
+    record = json.loads((unfinished / "train_config.json").read_text())
+    record["plan"]["total_steps"] = 100  # it trained 4: a report must not train the other 96
+    (unfinished / "train_config.json").write_text(json.dumps(record))
+    code, _, err = run(["benchmark", "rank", str(unfinished), "--n", "10"], capsys)
+    assert code == 2 and "trained 4 of 100 steps" in err and not (unfinished / "rank-report").exists()
 
 
 def test_uniform_sampling_trains_one_random_subnet_per_step():

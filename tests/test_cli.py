@@ -158,7 +158,7 @@ def test_every_command_takes_help_and_json():
 
     commands = ["spaces", "spaces show", "arch describe", "pareto", "train-supernet", "search", "export"]
     commands += ["latency measure", "latency lut", "latency predict", "latency validate", "zoo list", "zoo show"]
-    for command in [*commands, "retrain"]:
+    for command in [*commands, "retrain", "benchmark show", "benchmark rank"]:
         result = CliRunner().invoke(app, [*command.split(), "--help"])
         assert result.exit_code == 0 and "--json" in result.stdout, command
 

@@ -153,6 +153,7 @@ def open_trained(supernet_dir: Path, data: str | None = None, device: str = "cpu
     from nasbench.spaces import load_space
     from nasbench.training import TrainConfig, train_supernet
     from nasbench.training.rundir import existing_record
+    from nasbench.training.state import load_checkpoint
 
     record = existing_record(supernet_dir)
     if record is None:
@@ -160,8 +161,13 @@ def open_trained(supernet_dir: Path, data: str | None = None, device: str = "cpu
             f"{supernet_dir} holds no supernet training (no train_config.json); give a train-supernet --out"
         )
     identity, origin = record["identity"], record.get("origin", {})
-    if "total_steps" not in record.get("plan", {}) or not (Path(supernet_dir) / "checkpoint.pt").is_file():
-        raise NasbenchError(f"{supernet_dir} has not finished training; finish it with train-supernet --resume")
+    checkpoint = Path(supernet_dir) / "checkpoint.pt"
+    total = record.get("plan", {}).get("total_steps")
+    done = int(load_checkpoint(checkpoint)["step"]) if checkpoint.is_file() else 0
+    if total is None or done < total:  # resuming would train: a report never does
+        raise NasbenchError(
+            f"{supernet_dir} has trained {done} of {total or '?'} steps; finish it with train-supernet --resume first"
+        )
     space = load_space(origin.get("space") or identity["space"]["name"])
     config = TrainConfig.from_dict(identity["config"])
     dataset = load_dataset(data or origin.get("data") or identity["data"]["name"])

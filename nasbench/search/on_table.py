@@ -11,6 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+
 from nasbench.benchmarks.truth import benchmark_for
 from nasbench.benchmarks.truth import names as benchmark_names
 from nasbench.budget import Budget
@@ -18,10 +20,20 @@ from nasbench.errors import NasbenchError
 from nasbench.runs import RunDir
 from nasbench.search.base import SearchContext
 from nasbench.search.evaluator import TableEvaluator
-from nasbench.search.orchestrate import SearchConfig, console, load_predictor, search_phase
+
+console = Console(stderr=True)
 
 
-def run_on_table(config: SearchConfig, space: Any, budget: Budget, *, out: Path | None, resume: Path | None) -> RunDir:
+def run_on_table(
+    config: Any,
+    space: Any,
+    budget: Budget,
+    *,
+    out: Path | None,
+    resume: Path | None,
+    search_phase: Any,
+    load_predictor: Any,
+) -> RunDir:
     """A search whose evaluations are a benchmark's table lookups (``--evaluator table``): no supernet."""
     truth = benchmark_for(space)
     if truth is None:

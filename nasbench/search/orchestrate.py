@@ -190,7 +190,15 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
     if config.evaluator == "table":
         from nasbench.search.on_table import run_on_table  # it runs this module's search phase
 
-        return run_on_table(config, space, budgets["search"], out=out, resume=resume)
+        return run_on_table(
+            config,
+            space,
+            budgets["search"],
+            out=out,
+            resume=resume,
+            search_phase=search_phase,  # passed in: on_table must not import this module back
+            load_predictor=load_predictor,
+        )
     dataset = load_dataset(config.data)
     stored = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
     run = RunDir.resume(resume, stored) if resume else RunDir.create(stored, out=out)
