@@ -13,18 +13,12 @@ from nasbench.benchmarks.macro import arch_key, key_arch, read_table
 from nasbench.benchmarks.truth import benchmark_for, load_benchmark
 from nasbench.cli import main
 from nasbench.errors import NasbenchError
+from tests.test_cli import run  # the CLI in-process: (exit code, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
 def truth():
     return load_benchmark("nas-bench-macro")
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 def test_space_is_exactly_the_benchmarks_networks(truth):
