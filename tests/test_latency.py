@@ -368,6 +368,27 @@ def test_table_from_another_machine_ranks_but_is_refused_under_max_latency(tmp_p
     assert "does not record the machine" in table_for_search(path, TINY).foreign
 
 
+def test_a_foreign_table_validates_here_once_calibrated_here(tmp_path, fake_timer):
+    """validate refuses a table measured on another machine and names `latency calibrate`; after that
+    calibration (its correction fitted here) validate accepts it, in the same measuring settings only."""
+    from dataclasses import replace
+
+    from nasbench.latency.predict import check_validation_context
+
+    elsewhere = Machine("elsewhere", "cpu", "Another CPU", "0.0", CPU.threads)
+    path = here_table(tmp_path, machine=elsewhere)
+    data = json.loads(path.read_text())
+    data["context"].update(device_name="Another CPU", torch="0.0")
+    path.write_text(json.dumps(data))
+    table = load_table(path, TINY)
+    with pytest.raises(NasbenchError, match="another context.*nasbench latency calibrate"):
+        check_validation_context(table, CPU)
+    table.correction = replace(table.correction, machine=Machine.here("cpu", CPU.threads))  # what calibrate stores
+    check_validation_context(table, CPU)
+    with pytest.raises(NasbenchError, match="batch"):  # other measuring settings stay refused
+        check_validation_context(table, make_context("cpu", batch=4))
+
+
 def test_correction_round_trips_its_machine():
     c = Correction(1.0, 0.1, 0.2, 4, 0.05, Machine("h", "cuda", "GPU", "2.13", 8))
     assert Correction.from_json(json.loads(json.dumps(c.to_json()))) == c

@@ -93,6 +93,14 @@ def check_context(table: LatencyTable, ctx: Context, *, same_machine: bool = Tru
         )
 
 
+def check_validation_context(table: LatencyTable, ctx: Context) -> None:
+    """Validation measures here against the table: in its context, or, once ``nasbench latency calibrate``
+    has fitted its correction on this machine, in its measuring settings on this machine (the way out that
+    ``check_context`` names must lead somewhere)."""
+    calibrated_here = table.correction is not None and table.calibration_mismatch() is None
+    check_context(table, ctx, same_machine=not calibrated_here)
+
+
 def _rows(table: LatencyTable, archs: Sequence[Arch], stats: Sequence[Stats], role: str) -> list[dict[str, Any]]:
     return [
         {
@@ -175,7 +183,7 @@ def validate(
     Returns a report with the refitted correction's scores (``scores``), the scores of the correction the
     table already had (``stored_scores``, when it had one), the machine's noise and one row per arch.
     """
-    check_context(table, ctx)
+    check_validation_context(table, ctx)
     calib, held = _validation_archs(table, space, n, calibrate_n, seed)
     load_before = os.getloadavg()
     stats = measure_interleaved(
