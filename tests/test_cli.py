@@ -40,6 +40,18 @@ def test_spaces_show_json(capsys):
     assert refs["b3"]["percentile"] >= refs["b0"]["percentile"]
 
 
+def test_spaces_show_counts_with_the_classes_asked(capsys):
+    """A CIFAR-10 space's figures at 10 classes: nas-bench-macro's largest network is the table's
+    all-k5e6 one, whose nasbench MACs are 107,770,368 at 10 classes (a 1000-class head adds 1.27 M)."""
+    code, out, _ = run(["spaces", "show", "nas-bench-macro", "--num-classes", "10", "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["num_classes"] == 10 and info["macs_range"]["largest"]["macs"] == 107_770_368
+    code, out, _ = run(["spaces", "show", "nas-bench-macro"], capsys)
+    assert code == 0 and "at 1000 classes" in " ".join(out.split())
+    code, _, err = run(["spaces", "show", "tiny", "--num-classes", "0"], capsys)
+    assert code == 2 and "--num-classes must be at least 1" in err
+
+
 def test_spaces_show_prints_the_range_and_the_references_in_it(capsys):
     from nasbench.counting import count
     from nasbench.spaces import load_space

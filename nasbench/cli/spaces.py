@@ -11,6 +11,7 @@ from rich.table import Table
 from nasbench.arch import Arch
 from nasbench.cli.common import console, emit_json, json_option
 from nasbench.counting import count
+from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace, load_space, shipped_spaces
 from nasbench.textfmt import human_count
 
@@ -20,26 +21,31 @@ app = typer.Typer(help="List the shipped search spaces, or show one.", invoke_wi
 RANGE_SAMPLES = 200  # seeded samples a reference's percentile is taken among
 
 
-def _point(arch: Arch) -> dict[str, Any]:
-    cost = count(arch)
+NUM_CLASSES = 1000  # the classifier the counts assume unless told (ImageNet's, as papers quote them)
+
+
+def _point(arch: Arch, num_classes: int = NUM_CLASSES) -> dict[str, Any]:
+    cost = count(arch, num_classes)
     return {"macs": cost.macs, "params": cost.params, "resolution": arch.resolution}
 
 
-def macs_range(space: SearchSpace) -> dict[str, Any]:
+def macs_range(space: SearchSpace, num_classes: int = NUM_CLASSES) -> dict[str, Any]:
     """The space's cost range: its smallest and largest subnets (each at its own resolution)."""
-    return {"smallest": _point(space.smallest()), "largest": _point(space.largest())}
+    return {"smallest": _point(space.smallest(), num_classes), "largest": _point(space.largest(), num_classes)}
 
 
-def reference_positions(space: SearchSpace, span: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def reference_positions(
+    space: SearchSpace, span: dict[str, Any], num_classes: int = NUM_CLASSES
+) -> dict[str, dict[str, Any]]:
     """Each reference's cost and where it sits in the range: ``log_position`` is 0 at the smallest subnet's
     MACs and 1 at the largest's, on a log scale; ``percentile`` is the share of ``RANGE_SAMPLES`` seeded
     samples (seeds 0, 1, ...) that cost fewer MACs."""
     low, high = math.log(span["smallest"]["macs"]), math.log(span["largest"]["macs"])
-    sampled = [count(space.sample(seed)).macs for seed in range(RANGE_SAMPLES)]
+    sampled = [count(space.sample(seed), num_classes).macs for seed in range(RANGE_SAMPLES)]
     refs = {}
     for name in space.references:
         arch = space.reference(name)
-        point = _point(arch)
+        point = _point(arch, num_classes)
         refs[name] = {
             "id": arch.id,
             "arch": str(arch),
@@ -50,11 +56,12 @@ def reference_positions(space: SearchSpace, span: dict[str, Any]) -> dict[str, d
     return refs
 
 
-def space_summary(space: SearchSpace) -> dict[str, Any]:
+def space_summary(space: SearchSpace, num_classes: int = NUM_CLASSES) -> dict[str, Any]:
     """Everything ``spaces show`` prints: choices, size, the MACs range (with how many times the dearest
-    reference the largest subnet costs) and each reference's place in that range."""
-    span = macs_range(space)
-    refs = reference_positions(space, span)
+    reference the largest subnet costs) and each reference's place in that range, counted with a classifier
+    of ``num_classes`` (a CIFAR space's own figures need 10 or 100)."""
+    span = macs_range(space, num_classes)
+    refs = reference_positions(space, span, num_classes)
     if refs:  # how far the largest subnet (the sandwich's teacher) reaches above the dearest reference
         dearest = max(refs, key=lambda name: refs[name]["macs"])
         span["largest_over_reference"] = {
@@ -93,6 +100,7 @@ def space_summary(space: SearchSpace) -> dict[str, Any]:
             for s in space.stages
         ],
         "dimensions": len(space.dimensions()),
+        "num_classes": num_classes,
         "macs_range": span,
         "references": refs,
     }
@@ -137,11 +145,16 @@ def spaces_list(ctx: typer.Context, as_json: bool = json_option()) -> None:
 @app.command("show")
 def spaces_show(
     space: str = typer.Argument(..., help="A shipped space name or a path to a YAML file."),
+    num_classes: int = typer.Option(
+        NUM_CLASSES, "--num-classes", help="Classes the MACs and params are counted with (10 for CIFAR-10)."
+    ),
     as_json: bool = json_option(),
 ) -> None:
     """Show a space's dimensions, choices, reference points and size."""
+    if num_classes < 1:
+        raise NasbenchError(f"--num-classes must be at least 1, got {num_classes}")
     s = load_space(space)
-    info = space_summary(s)
+    info = space_summary(s, num_classes)
     if as_json:
         emit_json(info)
         return
@@ -151,14 +164,15 @@ def spaces_show(
         f"resolution {list(s.resolutions)}; stem {list(s.stem_widths)} (stride {s.stem_stride}); "
         f"head {list(s.head_widths)}"
     )
-    _print_range(info["macs_range"])
+    _print_range(info["macs_range"], num_classes)
     _print_stages(info["stages"])
     _print_references(info["references"])
 
 
-def _print_range(span: dict[str, Any]) -> None:
+def _print_range(span: dict[str, Any], num_classes: int) -> None:
     line = (
-        f"MACs {_span_text(span['smallest'])} (smallest) .. {_span_text(span['largest'])} (largest); "
+        f"at {num_classes} classes: MACs {_span_text(span['smallest'])} (smallest) .. "
+        f"{_span_text(span['largest'])} (largest); "
         f"params {human_count(span['smallest']['params'])} .. {human_count(span['largest']['params'])}"
     )
     if "largest_over_reference" in span:
