@@ -1,4 +1,4 @@
-"""nasbench's trial searchers (random, tpe, nsga2) on the NAS-Bench-Macro table: how good, how fast.
+"""nasbench's trial searchers (random, tpe, nsga2, evolution) on the NAS-Bench-Macro table: how good, how fast.
 
 Each run is what ``nasbench search --space nas-bench-macro --evaluator table --searcher S --budget Ntrials
 [--max-macs M] --seed K`` does: nasbench's own ``TrialDriver`` (its seeding, population size, proposal
@@ -52,7 +52,7 @@ from nasbench.search.base import RecordSink, SearchContext
 from nasbench.search.evaluator import TableEvaluator, evaluate_outcome
 from nasbench.search.trials import TrialDriver, searcher_seed
 
-SEARCHERS = ("random", "tpe", "nsga2")
+SEARCHERS = ("random", "tpe", "nsga2", "evolution")
 QUERIES = (25, 50, 100, 200)
 OBJECTIVES = ("acc", "macs")
 REFERENCE_ACC = 40.0  # percent; below the table's worst network (45.4%), so every point counts
@@ -421,6 +421,12 @@ def main() -> None:
         default="",
         help=f"comma list or 'all' of {', '.join(VARIANTS)} (not in nasbench)",
     )
+    p.add_argument(
+        "--searchers",
+        type=lambda text: [v.strip() for v in text.split(",") if v.strip()],
+        default=list(SEARCHERS),
+        help=f"comma list of nasbench's searchers to run (default all: {','.join(SEARCHERS)}); random always runs",
+    )
     p.add_argument("--verify", action="store_true", help="first compare with real `nasbench search` runs")
     p.add_argument("--out", type=Path, default=OUT, help="per-run CSV; summary.md goes beside it")
     args = p.parse_args()
@@ -428,9 +434,13 @@ def main() -> None:
         p.error(f"--seeds must be at least 1, got {args.seeds}")
     start, cpu = time.perf_counter(), time.process_time()
     setting = Setting.load()
-    if args.verify and not verify(setting.truth, setting.limits["k3e3"]):
+    unknown = [s for s in args.searchers if s not in SEARCHERS]
+    if unknown:
+        p.error(f"unknown searcher {unknown[0]!r}; valid are {', '.join(SEARCHERS)}")
+    searchers = ["random", *[s for s in args.searchers if s != "random"]]  # the reference every table needs
+    if args.verify and not verify(setting.truth, setting.limits["k3e3"], searchers):
         sys.exit(1)
-    runs, curves = run_all(setting, [*SEARCHERS, *args.variants], args.seeds)
+    runs, curves = run_all(setting, [*searchers, *args.variants], args.seeds)
     runs, random100 = add_scores(runs, curves, setting.table_hv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     columns = ["searcher", "in_nasbench", "limit", "queries", "seed", "queried", "feasible", "best_true_acc",

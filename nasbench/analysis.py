@@ -25,7 +25,7 @@ from nasbench.errors import NasbenchError
 from nasbench.objectives.table import parse_objectives
 from nasbench.pareto import pareto_front
 from nasbench.retrain.report import read_results, report_frame
-from nasbench.runs import DEFAULT_ROOT, RunDir, objective_frame
+from nasbench.runs import DEFAULT_ROOT, RunDir, Status, objective_frame
 from nasbench.runs.rundir import CONFIG_FILE
 from nasbench.spaces import load_space
 
@@ -72,7 +72,7 @@ def reference_points(path: str | os.PathLike) -> pd.DataFrame:
     run = RunDir.open(path)
     space = load_space(run.config["space"])
     records = run.records()
-    searched = records.loc[records["status"] == "ok", "resolution"]
+    searched = records.loc[records["status"] == Status.OK, "resolution"]
     num_classes = _num_classes(run)
     rows = []
     for name in space.references:

@@ -133,12 +133,33 @@ def test_table_evaluator_through_nasbench_search(tmp_path, capsys, truth):
     assert not (out / "supernet").exists() or not any((out / "supernet").iterdir())
 
 
+def test_evolution_proposes_new_networks_within_the_limit(tmp_path, capsys, truth):
+    """Regularized evolution on the table: every query a new network (no repeats, none over the limit, known
+    from its analytic MACs before it is queried); after its first 10 uniform draws, each proposal is one
+    decision away from an earlier network."""
+    k3e3_macs = nasbench.count(truth.space.reference("k3e3"), num_classes=10).macs
+    out = tmp_path / "run"
+    args = ["search", "--space", "nas-bench-macro", "--evaluator", "table", "--budget", "30trials"]
+    code, _, err = run([*args, "--searcher", "evolution", "--max-macs", str(k3e3_macs), "--out", str(out)], capsys)
+    assert code == 0, err
+    records = nasbench.load_run(out).records.sort_values("trial")
+    assert len(records) == 30 and (records["status"] == "ok").all() and records["arch_id"].is_unique
+    assert (records["macs"] <= k3e3_macs).all()
+    import optuna
+
+    study = optuna.load_study(study_name="evolution-seed0-acc+macs", storage=f"sqlite:///{out / 'optuna.db'}")
+    proposals = [t.params for t in sorted(study.get_trials(), key=lambda t: t.number)]
+    assert len(proposals) == 30
+    for i, child in enumerate(proposals[10:], 10):  # a mutation of one of the 10 before it
+        assert min(sum(child[k] != parent[k] for k in child) for parent in proposals[i - 10 : i]) == 1
+
+
 def test_table_evaluator_refuses_what_it_cannot_do(tmp_path, capsys):
     base = ["search", "--space", "nas-bench-macro", "--evaluator", "table", "--out", str(tmp_path / "r")]
     code, _, err = run([*base, "--budget", "5min"], capsys)
     assert code == 2 and "trials" in err and not (tmp_path / "r").exists()
     code, _, err = run([*base, "--budget", "10trials", "--searcher", "proximal"], capsys)
-    assert code == 2 and "proximal needs a supernet" in err
+    assert code == 2 and "evolution), not proximal" in err
     code, _, err = run(["search", "--space", "tiny", "--evaluator", "table", "--budget", "9trials"], capsys)
     assert code == 2 and "no table" in err
 
@@ -161,8 +182,11 @@ def test_rank_report_on_a_small_supernet(tiny_macro_supernet, tmp_path, capsys):
     code, stdout, err = run([*args, "--out", str(out), "--json"], capsys)
     assert code == 0, err
     report = pd.read_csv(out / "report.csv").set_index("ranker")
-    expected = {"supernet_acc", "supernet_loss", "synflow", "naswot", "flops", "params", "table_run1"}
+    expected = {"supernet_acc", "supernet_loss", "synflow", "naswot", "score", "flops", "params", "table_run1"}
     assert set(report.index) == expected
+    # score is the search's ranker, calibrated on the architectures a seed-0 search calibrates on
+    calibration = pd.read_csv(out / "calibration" / "scores.csv", dtype={"key": str})
+    assert len(calibration) >= 1 and {"supernet_loss", "naswot"} <= set(calibration.columns)
     assert report.loc["table_run1", "tau"] > 0.5  # the benchmark's own runs agree, whatever the supernet learned
     assert {"tau", "tau_lo", "tau_hi", "spearman", "top5", "tau_within", "tau_q1"} <= set(report.columns)
     scores = pd.read_csv(out / "scores.csv", dtype={"key": str})

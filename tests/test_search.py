@@ -16,6 +16,8 @@ from nasbench.cli import main
 from nasbench.runs import RunDir
 
 FAST = [
+    "--calibration",
+    "4",
     "--space",
     "tiny",
     "--data",
@@ -134,7 +136,7 @@ def test_nsga2_receives_constraint_values_in_a_real_search(tmp_path):
         main([*args, "--out", str(out), "--json"])
     assert e.value.code == 0
     records = RunDir.open(out).records()
-    study = optuna.load_study(study_name="nsga2-seed0-acc+macs", storage=f"sqlite:///{out / 'optuna.db'}")
+    study = optuna.load_study(study_name="nsga2-seed0-score+macs", storage=f"sqlite:///{out / 'optuna.db'}")
     trials = {t.number: t for t in study.trials}
     assert len(records) == 8 and set(records.status) <= {"ok", "infeasible", "failed"}
     assert (records.status == "infeasible").any() and (records.status == "ok").any()
@@ -147,7 +149,7 @@ def test_nsga2_receives_constraint_values_in_a_real_search(tmp_path):
         assert t.constraints == {"macs": pytest.approx(r.macs / limit - 1.0)}
         assert (t.constraints["macs"] > 0) == (r.status == "infeasible") == (r.macs > limit)
         if r.status == "infeasible":
-            assert t.values[0] == json.loads(r.extra)["acc_measured"] and "macs over its limit" in r.error
+            assert t.values[0] == json.loads(r.extra)["score_measured"] and "macs over its limit" in r.error
 
 
 def test_device_is_a_stored_setting_and_trials_share_a_gpu_on_cuda():
@@ -176,3 +178,41 @@ def test_a_resumed_search_trains_its_supernet_with_the_recipe_it_was_started_wit
     (tmp_path / CONFIG_FILE).write_text(json.dumps({"identity": {"kind": RUN_KIND, "config": older}}))
     resumed = train_config(config, tmp_path)
     assert resumed.teacher_resolution == "largest" and resumed.batch_size == 16  # what that run did
+
+
+def test_a_damaged_study_is_rebuilt_from_the_journal_on_resume(tmp_path, capsys):
+    """The journal is the record of truth: a resumed run whose optuna.db is damaged says so in one line,
+    moves it aside, rebuilds the study from its records (same trial numbers, values and constraints) and
+    finishes with every completed record kept."""
+    from nasbench.spaces import load_space
+
+    out = tmp_path / "run"
+    args = ["search", *FAST, "--budget", "8trials", "--searcher", "nsga2", "--max-macs", "5e6", "--out", str(out)]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 0
+    journal = out / "records.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:-3]))  # killed before its last three records
+    kept = RunDir.open(out).records()
+    (out / "optuna.db").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
+    for stale in ("optuna.db-wal", "optuna.db-shm"):
+        (out / stale).unlink(missing_ok=True)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["search", "--resume", str(out)])
+    assert e.value.code == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "optuna.db was damaged" in err and "rebuilt from the run's records" in err
+    assert (out / "optuna.db.damaged").is_file()
+    after = RunDir.open(out).records()
+    assert len(after) == 8 and after.iloc[: len(kept)][["trial", "arch_id", "status"]].equals(
+        kept[["trial", "arch_id", "status"]]
+    )
+    study = optuna.load_study(study_name="nsga2-seed0-score+macs", storage=f"sqlite:///{out / 'optuna.db'}")
+    trials = {t.number: t for t in study.get_trials()}
+    for r in after.itertuples():
+        t = trials[r.trial]
+        assert t.params and load_space("tiny").decode(t.params).id == r.arch_id
+        if r.status == "ok":
+            assert t.state.name == "COMPLETE" and t.values == [r.score, r.macs]

@@ -155,3 +155,27 @@ def test_a_failing_evaluation_is_recorded_and_the_search_goes_on(world, tmp_path
     assert len(failed) >= 1 and failed.error.str.contains("RuntimeError: evaluation of").all()
     assert failed.acc.isna().all() and (failed.macs > 0).all()  # analytic costs even when it failed
     assert records.index[records.status == "ok"].max() > failed.index.min()  # it went on afterwards
+
+
+def test_the_proximal_searcher_stops_inside_its_steps_when_the_clock_runs_out(world, tmp_path, monkeypatch):
+    """The fake clock also advances in the proximal searcher's weight and architecture steps (a second
+    each): a budget spent there ends the search there, before all of its targets' steps are taken, and it
+    overruns by at most one step pair and one evaluation."""
+    from nasbench.search.proximal import ProximalSearch
+
+    fake, steps = FakeTime(), []
+    for step in ("weight_step", "arch_step"):
+
+        def timed(self, *args, _original=getattr(ProximalSearch, step), _step=step, **kwargs):
+            steps.append(_step)
+            fake.advance()
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(ProximalSearch, step, timed)
+    clock = BudgetClock(Budget(WALL_TIME, 5.0), clock=fake)
+    run, clock = search(world, tmp_path, "proximal", None, StandIn(tick=fake.advance), clock=clock)
+    taken = steps.count("weight_step")
+    assert steps.count("arch_step") == taken
+    assert 1 <= taken < OPTIONS["proximal_steps"]  # it stopped inside its first target's steps
+    assert clock.exhausted and clock.spent <= 5.0 + 2.0 + 1.0
+    assert len(own(run, "proximal")) <= 2  # the time left after the steps pays for an evaluation or two

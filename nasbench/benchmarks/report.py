@@ -13,7 +13,6 @@ report continues where it stopped and loses nothing.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -47,11 +46,7 @@ def sample_keys(truth: GroundTruth, n: int, seed: int) -> list[str]:
 
 def subset(data: Any, images: int | None) -> Any:
     """The first ``images`` of a split (the validation split is already a seeded random draw)."""
-    if images is None or images >= len(data):
-        return data
-    out = copy.copy(data)
-    out.images, out.labels = data.images[:images], data.labels[:images]
-    return out
+    return data.head(images)
 
 
 def score_networks(
@@ -88,6 +83,32 @@ def score_networks(
     if missing:
         raise NasbenchError(f"{path} lacks scores for {len(missing)} networks, e.g. {missing[0]}; delete it and rerun")
     return scores.loc[list(keys)]
+
+
+def with_ranker_score(
+    truth: GroundTruth,
+    scores: pd.DataFrame,
+    trained: Any,
+    settings: dict[str, Any],
+    out: Path,
+    *,
+    seed: int = 0,
+    on_progress: Callable[[int, int, float], None] | None = None,
+) -> tuple[pd.DataFrame, Any]:
+    """``scores`` with a ``score`` column: the ranker a search chooses by (``nasbench.search.ranker``),
+    calibrated exactly as a search with this seed calibrates it (the same seeded architectures of the space,
+    scored into ``out/calibration``, resumable), then applied to each network's supernet loss and NASWOT."""
+    from nasbench.search.ranker import CALIBRATION, Ranker, calibration_archs
+
+    keys = [truth.to_key(a) for a in calibration_archs(truth.space, CALIBRATION, seed)]
+    folder = out / "calibration"
+    folder.mkdir(exist_ok=True)
+    calibration = score_networks(
+        truth, keys, trained, settings, folder, proxies=("naswot",), seed=seed, on_progress=on_progress
+    )
+    ranker = Ranker.fit(calibration["supernet_loss"].tolist(), calibration["naswot"].tolist(), seed)
+    score = [ranker.score(loss, n) for loss, n in zip(scores["supernet_loss"], scores["naswot"], strict=True)]
+    return scores.assign(score=score), ranker
 
 
 def _read_scores(path: Path) -> pd.DataFrame:

@@ -92,6 +92,15 @@ def rank(
     scores = rr.score_networks(
         truth, keys, trained, info["settings"], out, proxies=names, seed=seed, on_progress=progress
     )
+    ranker_line = "score: not computed (it needs the naswot proxy)."
+    if "naswot" in names:
+        scores, ranker = rr.with_ranker_score(
+            truth, scores, trained, info["settings"], out, seed=seed, on_progress=progress
+        )
+        ranker_line = (
+            f"score: the ranker a search chooses by (supernet loss + NASWOT), calibrated as a seed-{seed} search"
+            f" calibrates it, on {ranker.n} seeded architectures of the space."
+        )
     report = rr.report_frame(truth, scores, n_boot=n_boot, seed=seed)
     header = [
         f"# Rank report: {supernet} ({space.name})",
@@ -100,7 +109,7 @@ def rank(
         f" {info['budget']} ({info['steps']} steps, sampling {info['config'].sampling}); {len(trained.val)} validation"
         f" images per network; truth: the table's mean test accuracy. Higher is better for every ranker (losses"
         f" and FLOPs as given are negated only where lower means better: loss). table_run1 is the table's first"
-        f" run against the mean of its other two: the ceiling.",
+        f" run against the mean of its other two: the ceiling. {ranker_line}",
     ]
     text = rr.write_report(out, report, header)
     if as_json:

@@ -61,7 +61,7 @@ def show_front(rundir: RunDir, objectives: str | None, plot: Path | None, as_jso
         )
     front = pareto_front(ok, obj)
     if plot is not None:
-        plot_fronts(records, plot, title=f"run {rundir.run_id}")
+        plot_fronts(records, plot, title=f"run {rundir.run_id}", quality=next(iter(obj)))
     if as_json:
         emit_json(json.loads(front[FRONT_COLUMNS].to_json(orient="records")))
         if plot is not None:
@@ -79,14 +79,18 @@ def _front_table(run_id: str, front: pd.DataFrame, objectives: dict[str, str], n
     arrows = ", ".join(f"{OBJECTIVES[o].label} {'↑' if s == 'max' else '↓'}" for o, s in objectives.items())
     table = Table(title=f"Pareto front of {run_id} ({arrows}): {len(front)} of {n_ok} successful evaluations")
     with_latency = "latency" in objectives or front["latency"].notna().any()
-    columns = ["arch id", "searcher", "trial", "acc", "MACs", "params"] + (["latency ms"] if with_latency else [])
+    with_score = "score" in objectives or front["score"].notna().any()
+    columns = ["arch id", "searcher", "trial", *(["score"] if with_score else []), "acc", "MACs", "params"]
+    columns += ["latency ms"] if with_latency else []
     for col in columns:  # never squeezed: the arch id is what users copy
         table.add_column(col, justify="left" if col in ("arch id", "searcher") else "right", no_wrap=True)
     with_arch = console.width >= WIDE  # the compact strings are long; --json always carries them
     if with_arch:
         table.add_column("arch", overflow="fold", ratio=1)
     for row in front.itertuples(index=False):
-        cells = [row.arch_id, row.searcher, str(row.trial), f"{row.acc:.4f}"]
+        cells = [row.arch_id, row.searcher, str(row.trial)]
+        cells += [f"{row.score:.4f}"] if with_score else []
+        cells.append(f"{row.acc:.4f}")
         cells += [human_count(row.macs), human_count(row.params)]
         if with_latency:
             cells.append("" if pd.isna(row.latency) else f"{row.latency:.3g}")

@@ -22,8 +22,13 @@ def search(
     space: str = typer.Option(None, "--space", "-s", help="A shipped space name or a YAML path."),
     data: str = typer.Option(None, "--data", "-d", help="digits, cifar10, cifar100, an ImageFolder tree or a .npz."),
     budget: str = typer.Option(None, "--budget", "-b", help="10gpu-h, 2h, 90min, or 300trials (with --train-budget)."),
-    searcher: str = typer.Option(None, "--searcher", help="Comma-separated: proximal, nsga2, tpe, random."),
-    objectives: str = typer.Option(None, "--objectives", help="acc,macs (default) or acc,macs,latency."),
+    searcher: str = typer.Option(None, "--searcher", help="Comma-separated: proximal, nsga2, tpe, random, evolution."),
+    objectives: str = typer.Option(
+        None,
+        "--objectives",
+        help="score,macs (default: the supernet's loss and NASWOT as one calibrated score, which ranks better "
+        "than its accuracy), acc,macs, or either with ,latency. --evaluator table: acc,macs (the true accuracy).",
+    ),
     out: Path = typer.Option(None, "--out", help="Run folder (default results/runs/<run-id>/)."),
     resume: Path = typer.Option(None, "--resume", help="Continue a killed run; its stored settings are used."),
     seed: int = typer.Option(None, "--seed", help="Seed of every random choice of the run (default 0)."),
@@ -52,6 +57,16 @@ def search(
         "--evaluator",
         help="supernet (default), or table: a benchmark space's ground truth, no training (--budget Ntrials).",
     ),
+    eval_images: int = typer.Option(
+        None,
+        "--eval-images",
+        help="Validation images per supernet evaluation, the split's first (default: all). Fewer: faster, noisier.",
+    ),
+    calibration: int = typer.Option(
+        None,
+        "--calibration",
+        help="Architectures the score (objective score) is calibrated on before the search (default 24).",
+    ),
     as_json: bool = json_option("Print the front as JSON at the end."),
 ) -> None:
     """Train a supernet and search it under the budget; prints the Pareto front and the plot's path."""
@@ -79,6 +94,8 @@ def search(
         "gpus_per_trial": gpus_per_trial,
         "workers": workers,
         "evaluator": evaluator,
+        "eval_images": eval_images,
+        "calibration": calibration,
     }
     config = search_config(given, resume=resume)
     folder = resume or out

@@ -16,6 +16,7 @@ so the same seed gives the same batches whatever the device.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 
@@ -62,6 +63,14 @@ class DeviceData:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def head(self, n: int | None) -> DeviceData:
+        """The first ``n`` images of the split (all of them when ``n`` is None or not smaller), sharing storage."""
+        if n is None or n >= len(self):
+            return self
+        out = copy.copy(self)
+        out.images, out.labels = self.images[:n], self.labels[:n]
+        return out
 
     @property
     def image_size(self) -> tuple[int, int]:

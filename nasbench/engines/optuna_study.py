@@ -24,20 +24,22 @@ from __future__ import annotations
 
 import functools
 import math
+import random
 import sqlite3
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nasbench.errors import NasbenchError
 
-SAMPLERS = ("nsga2", "tpe", "random")
+SAMPLERS = ("nsga2", "tpe", "random", "evolution")
 INTERRUPTED = "interrupted"  # user attr of trials closed because their run stopped before they reported
 
 
@@ -53,6 +55,48 @@ def storage(db_file: Path) -> optuna.storages.RDBStorage:
     path.parent.mkdir(parents=True, exist_ok=True)
     connect = functools.partial(_connect, str(path))
     return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
+
+
+def open_storage(db_file: Path) -> tuple[optuna.storages.RDBStorage, str | None]:
+    """``storage(db_file)``, and a note when the file was damaged (not a database, or malformed): it is
+    moved aside to ``<db>.damaged`` (with its WAL files) and an empty database takes its place, whose studies
+    the caller rebuilds from the run's journal, the record of truth (``replay``). A database that cannot be
+    opened for another reason (locked, disk full, permissions) is one ``NasbenchError`` with the cause."""
+    path = Path(db_file)
+    try:
+        db = storage(path)
+        db.get_all_studies()
+        return db, None
+    except sqlalchemy.exc.DatabaseError as e:
+        cause = e.orig
+        if not isinstance(cause, sqlite3.DatabaseError) or isinstance(cause, sqlite3.OperationalError):
+            raise NasbenchError(f"cannot open the run's Optuna study {path}: {cause}") from e
+    aside = path.with_name(path.name + ".damaged")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.replace(aside.with_name(aside.name + suffix))
+    note = f"{path} was damaged ({cause}); moved to {aside.name}, its studies rebuilt from the run's records"
+    return storage(path), note
+
+
+def replay(study: optuna.Study, trials: Sequence[dict[str, Any]], dims: dict[str, CategoricalDistribution]) -> None:
+    """Add finished trials to an empty ``study``, numbered in order: each a dict with ``params`` and
+    ``values`` (None: FAIL), and optionally ``constraints`` and ``attrs`` (user attributes)."""
+    if study.get_trials(deepcopy=False):
+        raise ValueError(f"replay needs an empty study; {study.study_name} has trials")
+    frozen = [
+        optuna.trial.create_trial(
+            state=TrialState.COMPLETE if t["values"] is not None else TrialState.FAIL,
+            params=t["params"],
+            distributions={k: dims[k] for k in t["params"]},
+            values=t["values"],
+            constraints=t.get("constraints") if t["values"] is not None else None,
+            user_attrs=t.get("attrs") or {},
+        )
+        for t in trials
+    ]
+    study.add_trials(frozen)
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -99,8 +143,16 @@ def ask(study: optuna.Study, dims: dict[str, CategoricalDistribution]) -> tuple[
     return trial, dict(trial.params)
 
 
-def make_sampler(name: str, seed: int, *, population_size: int = 50) -> BaseSampler:
-    """A seeded Optuna sampler by nasbench's name for it."""
+def make_sampler(
+    name: str,
+    seed: int,
+    *,
+    population_size: int = 50,
+    dims: dict[str, CategoricalDistribution] | None = None,
+    accept: Accept | None = None,
+) -> BaseSampler:
+    """A seeded Optuna sampler by nasbench's name for it (``evolution`` needs the ``dims`` it searches, and
+    may be given what proposals it may make, ``accept``)."""
     if name == "nsga2":
         return NSGAIISampler(population_size=population_size, seed=seed)
     if name == "tpe":
@@ -108,7 +160,89 @@ def make_sampler(name: str, seed: int, *, population_size: int = 50) -> BaseSamp
         return TPESampler(seed=seed, multivariate=True)
     if name == "random":
         return RandomSampler(seed=seed)
+    if name == "evolution":
+        return EvolutionSampler(dims or {}, seed=seed, accept=accept)
     raise NasbenchError(f"unknown trial searcher {name!r}; valid are {', '.join(SAMPLERS)}")
+
+
+Accept = Callable[[dict[str, Any], dict[str, Any] | None], bool]  # (proposal, its parent or None) -> may ask it
+
+
+class EvolutionSampler(BaseSampler):
+    """Regularized ("aging") evolution (Real et al. 2019, AmoebaNet) over categorical decisions.
+
+    The first ``population`` proposals are uniform draws. After that, each one is a mutation: of the
+    ``population`` most recent completed trials (older ones age out), ``sample_size`` are drawn at random
+    and the best of them (feasible first: every constraint value <= 0; then the first objective, maximised)
+    is copied with one decision changed to another of its choices. ``accept(proposal, parent)`` filters the
+    proposals before any is evaluated (nasbench's: a network not yet evaluated, different from its parent,
+    within the run's limits by its analytic cost); up to ``tries`` draws are made, then the last one is
+    proposed anyway. Only the first objective steers it: it looks for the best network under the limits,
+    not for a front. Seeded; one shared generator, so proposals depend on the order trials complete in.
+    """
+
+    def __init__(
+        self,
+        dims: dict[str, CategoricalDistribution],
+        *,
+        seed: int,
+        population: int = 10,
+        sample_size: int = 3,
+        accept: Accept | None = None,
+        tries: int = 100,
+    ):
+        if not 1 <= sample_size <= population:
+            raise ValueError(f"sample_size must be in [1, population], got {sample_size} and {population}")
+        self._dims, self._rng, self._accept, self._tries = dict(dims), random.Random(seed), accept, tries
+        self._population, self._sample_size = population, sample_size
+
+    def reseed_rng(self) -> None:
+        self._rng.seed()
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return dict(self._dims)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict:
+        if not search_space:
+            return {}
+        done = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.params.keys() >= self._dims.keys()
+        ]
+        if len(done) < self._population:
+            return self._draw(self._uniform, None)
+        pool = self._rng.sample(done[-self._population :], self._sample_size)
+        parent = dict(max(pool, key=_fitness).params)
+        return self._draw(lambda: self._mutate(parent), parent)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
+        return self._rng.choice(param_distribution.choices)
+
+    def _uniform(self) -> dict[str, Any]:
+        return {label: self._rng.choice(d.choices) for label, d in self._dims.items()}
+
+    def _mutate(self, parent: dict[str, Any]) -> dict[str, Any]:
+        child = dict(parent)
+        label = self._rng.choice(list(self._dims))
+        others = [c for c in self._dims[label].choices if c != parent[label]]
+        if others:
+            child[label] = self._rng.choice(others)
+        return child
+
+    def _draw(self, make: Callable[[], dict[str, Any]], parent: dict[str, Any] | None) -> dict[str, Any]:
+        for _ in range(self._tries):
+            params = make()
+            if self._accept is None or self._accept(params, parent):
+                return params
+        return params
+
+
+def _fitness(trial: FrozenTrial) -> tuple[bool, float]:
+    """Feasible before infeasible, then the first objective (maximised)."""
+    return all(v <= 0 for v in trial.constraints.values()), trial.values[0]
 
 
 def resumed_seed(seed: int, n_trials_before: int) -> int:

@@ -40,6 +40,7 @@ from ray.tune.search import Searcher
 from ray.tune.stopper import Stopper
 
 from nasbench.arch import Arch
+from nasbench.runs.records import Status
 from nasbench.search.evaluator import evaluate_outcome
 
 SOCKET_MAX_BYTES = 107
@@ -206,7 +207,7 @@ class _DriverSearch(Searcher):
         if result and "payload" in result:
             outcome = json.loads(result["payload"])
         elif error:
-            outcome = {"status": "failed", "error": "the trial's worker died"}
+            outcome = {"status": Status.FAILED, "error": "the trial's worker died"}
         else:
             outcome = None  # stopped before it reported: nothing was evaluated
         try:

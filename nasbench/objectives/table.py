@@ -36,12 +36,16 @@ OBJECTIVES: dict[str, Objective] = {
     o.name: o
     for o in (
         Objective("acc", "max", ("acc",), "top-1", "acc"),
+        # the ranker a supernet search chooses by: validation loss and NASWOT as one number in (0, 1)
+        # (nasbench.search.ranker); only a supernet evaluator with a calibrated ranker gives it
+        Objective("score", "max", ("score",), "score", "score"),
         Objective("macs", "min", ("macs",), "MACs", "MACs"),
         Objective("params", "min", ("params",), "parameters", "params"),
         Objective("latency", "min", ("latency_ms", "latency_pred_ms"), "ms", "latency ms"),
     )
 }
 CONSTRAINABLE = ("macs", "latency")  # --max-macs, --max-latency
+QUALITY = ("acc", "score")  # what a search maximises: its first objective, one of these
 # Senses of the record fields themselves, so pure Pareto code may be given field names too.
 FIELD_SENSES = {f: o.direction for o in OBJECTIVES.values() for f in o.fields}
 
@@ -58,10 +62,13 @@ def parse_objectives(objectives: str | Sequence[str]) -> dict[str, str]:
 
 
 def check_search_objectives(objectives: Sequence[str]) -> None:
-    """A search's objectives: accuracy first (the one maximised), then costs, none repeated."""
+    """A search's objectives: one quality first (acc or score, the one maximised), then costs, none repeated."""
     parse_objectives(objectives)
-    if objectives[0] != "acc":
-        raise NasbenchError(f"--objectives must start with acc, got {','.join(objectives)}")
+    if objectives[0] not in QUALITY or any(o in QUALITY for o in objectives[1:]):
+        raise NasbenchError(
+            f"--objectives must start with one of {' or '.join(QUALITY)} and name costs after it, "
+            f"got {','.join(objectives)}"
+        )
 
 
 def value(record: Mapping[str, Any], name: str) -> float:

@@ -15,10 +15,9 @@ from nasbench.arch import Arch
 from nasbench.counting import count
 from nasbench.errors import NasbenchError
 from nasbench.pareto import pareto_front, spread_along_front
-from nasbench.runs import RunDir
+from nasbench.runs import RunDir, Status
 from nasbench.spaces import SearchSpace
 
-FRONT_OBJECTIVES = {"acc": "max", "macs": "min"}
 WINNER, BASELINE = "winner", "baseline"
 
 
@@ -42,16 +41,17 @@ class Job:
         return asdict(self)
 
 
-def pick_winners(records: pd.DataFrame, k: int) -> pd.DataFrame:
-    """``k`` rows of the run's accuracy-vs-MACs front, spread evenly along it (MACs on a log scale), both
-    ends included. An architecture evaluated more than once (by several searchers) counts once, with its
-    best accuracy."""
+def pick_winners(records: pd.DataFrame, k: int, quality: str = "acc") -> pd.DataFrame:
+    """``k`` rows of the run's ``quality``-vs-MACs front (quality: the run's maximised objective, acc or
+    score), spread evenly along it (MACs on a log scale), both ends included. An architecture evaluated more
+    than once (by several searchers) counts once, with its best quality."""
     if k < 1:
         raise NasbenchError(f"--top must be at least 1, got {k}")
-    ok = records[(records["status"] == "ok") & records["acc"].notna() & records["macs"].notna()]
+    FRONT_OBJECTIVES = {quality: "max", "macs": "min"}  # noqa: N806 - a constant of this call
+    ok = records[(records["status"] == Status.OK) & records[quality].notna() & records["macs"].notna()]
     if ok.empty:
         raise NasbenchError("the run has no successful evaluations, so no Pareto front to retrain from")
-    best = ok.sort_values("acc", ascending=False, kind="stable").drop_duplicates("arch_id")
+    best = ok.sort_values(quality, ascending=False, kind="stable").drop_duplicates("arch_id")
     front = pareto_front(best, FRONT_OBJECTIVES)
     if len(front) >= k:
         return spread_along_front(front, k, FRONT_OBJECTIVES, log_scale=("macs",))
@@ -66,7 +66,7 @@ def pick_winners(records: pd.DataFrame, k: int) -> pd.DataFrame:
     return pd.concat(picked, ignore_index=True)
 
 
-def winner_jobs(records: pd.DataFrame, k: int) -> list[Job]:
+def winner_jobs(records: pd.DataFrame, k: int, quality: str = "acc") -> list[Job]:
     return [
         Job(
             arch_json=row.arch_json,
@@ -76,7 +76,7 @@ def winner_jobs(records: pd.DataFrame, k: int) -> list[Job]:
             latency_ms=_finite(row.latency_ms),
             latency_pred_ms=_finite(row.latency_pred_ms),
         )
-        for row in pick_winners(records, k).itertuples()
+        for row in pick_winners(records, k, quality).itertuples()
     ]
 
 
@@ -84,7 +84,7 @@ def baseline_jobs(space: SearchSpace, names: list[str] | None, records: pd.DataF
     """The named references (default: the space's first), each at the run's largest searched resolution,
     so they see the same images as the largest winners (or at their own, when the run recorded none)."""
     names = list(space.references)[:1] if names is None else names
-    searched = records.loc[records["status"] == "ok", "resolution"]
+    searched = records.loc[records["status"] == Status.OK, "resolution"]
     jobs = []
     for name in names:
         if name not in space.references:
@@ -104,7 +104,8 @@ def plan_jobs(run: RunDir, space: SearchSpace, top: int, baselines: list[str] | 
     if records.empty:
         raise NasbenchError(f"run {run.path} has no records yet; run or resume the search first")
     jobs: dict[str, Job] = {}
-    for job in winner_jobs(records, top) + baseline_jobs(space, baselines, records):
+    quality = (run.config.get("objectives") or ["acc"])[0]
+    for job in winner_jobs(records, top, quality) + baseline_jobs(space, baselines, records):
         if job.arch_id in jobs:
             jobs[job.arch_id] = Job(**{**jobs[job.arch_id].to_dict(), "reference": job.reference})
         else:

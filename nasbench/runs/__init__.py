@@ -15,11 +15,12 @@ from nasbench.runs.outputs import (
     plot_fronts,
     run_front,
 )
-from nasbench.runs.records import COLUMNS, SCHEMA, STATUSES, Record, records_frame
+from nasbench.runs.records import COLUMNS, SCHEMA, STATUSES, Record, Status, records_frame
 from nasbench.runs.rundir import DEFAULT_ROOT, RunDir, make_run_id, read_meta, resolve_run
 
 __all__ = [
     "COLUMNS",
+    "Status",
     "DEFAULT_ROOT",
     "OBJECTIVES",
     "SCHEMA",

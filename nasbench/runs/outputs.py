@@ -22,6 +22,7 @@ import pandas as pd
 from nasbench import atomic
 from nasbench.objectives.table import OBJECTIVES, parse_objectives
 from nasbench.pareto import hypervolume, pareto_front
+from nasbench.status import STATUSES, Status
 from nasbench.textfmt import human_count
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 # The corner normalized hypervolume uses: accuracy (the one maximised objective, a fraction) 1, costs 0.
 IDEAL = {name: 1.0 if o.maximise else 0.0 for name, o in OBJECTIVES.items()}
 REFERENCE_MARGIN = 1.1  # default reference: costs at 1.1 x the largest seen, so the costliest point counts
-FRONT_COLUMNS = ["arch_id", "searcher", "trial", "seed", "acc", "macs", "params", "latency"]
+FRONT_COLUMNS = ["arch_id", "searcher", "trial", "seed", "acc", "score", "macs", "params", "latency"]
 FRONT_COLUMNS += ["latency_ms", "latency_pred_ms", "resolution", "arch"]
 LABELS = {name: o.label for name, o in OBJECTIVES.items()}
 INFEASIBLE_LABEL = "infeasible (over a limit)"
@@ -52,7 +53,7 @@ def with_objectives(records: pd.DataFrame) -> pd.DataFrame:
 
 def objective_frame(records: pd.DataFrame) -> pd.DataFrame:
     """The ok records, with a column per objective (see ``with_objectives``)."""
-    return with_objectives(records[records["status"] == "ok"])
+    return with_objectives(records[records["status"] == Status.OK])
 
 
 def run_front(records: pd.DataFrame, objectives: str | Sequence[str]) -> pd.DataFrame:
@@ -115,23 +116,24 @@ def write_outputs(
     reference = dict(reference) if reference is not None else default_reference(ok, obj)
     written = {key: Path(paths[key]) for key in ("pareto_csv", "pareto_png", "summary")}
     atomic.write_text(written["pareto_csv"], front[FRONT_COLUMNS].to_csv(index=False))
-    plot_fronts(records, written["pareto_png"], title=f"run {run_id}")
+    plot_fronts(records, written["pareto_png"], title=f"run {run_id}", quality=next(iter(obj)))
     atomic.write_text(
         written["summary"], summary_markdown(run_id, config, records, obj, budget or {}, reference, notes)
     )
     return written
 
 
-def plot_fronts(records: pd.DataFrame, path: str | os.PathLike, title: str = "") -> Path:
+def plot_fronts(records: pd.DataFrame, path: str | os.PathLike, title: str = "", quality: str = "acc") -> Path:
     """``fronts_figure`` of ``records`` as a PNG at ``path``, written atomically."""
-    fig = fronts_figure(records, title)
+    fig = fronts_figure(records, title, quality)
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     return Path(path)
 
 
-def fronts_figure(records: pd.DataFrame, title: str = "") -> Figure:
-    """Accuracy vs MACs (log scale), and accuracy vs latency when the run has latency figures: every ok
+def fronts_figure(records: pd.DataFrame, title: str = "", quality: str = "acc") -> Figure:
+    """``quality`` (the run's maximised objective: accuracy, or the ranker's score) vs MACs (log scale), and
+    vs latency when the run has latency figures: every ok
     record faint, one colour per searcher, each panel's own front bold and joined as a staircase.
     Infeasible records (over a ``--max-*`` limit) are grey crosses and never on a front: at the accuracy
     measured before the limit was checked (``extra["acc_measured"]``), else along the panel's bottom edge."""
@@ -145,8 +147,8 @@ def fronts_figure(records: pd.DataFrame, title: str = "") -> Figure:
     searchers = sorted(records["searcher"].unique())
     colours = {s: f"C{i % 10}" for i, s in enumerate(searchers)}
     for ax, cost in zip(axes, panels, strict=True):
-        _draw_infeasible(ax, infeasible, cost)
-        _draw_panel(ax, ok, cost, colours)
+        _draw_infeasible(ax, infeasible, cost, quality)
+        _draw_panel(ax, ok, cost, colours, quality)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize="small")
     if title:
@@ -155,50 +157,51 @@ def fronts_figure(records: pd.DataFrame, title: str = "") -> Figure:
 
 
 def infeasible_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """The infeasible records with a column per objective; ``acc`` is the accuracy measured before the
-    record was found over a limit (``extra["acc_measured"]``), NaN where none was measured."""
-    out = with_objectives(records[records["status"] == "infeasible"])
-    out["acc"] = out["extra"].map(_measured_acc).astype(float)
+    """The infeasible records with a column per objective; ``acc`` and ``score`` are those measured before
+    the record was found over a limit (``extra["acc_measured"]``...), NaN where none was measured."""
+    out = with_objectives(records[records["status"] == Status.INFEASIBLE])
+    for quality in ("acc", "score"):
+        out[quality] = out["extra"].map(lambda e, q=quality: _measured(e, q)).astype(float)
     return out
 
 
-def _measured_acc(extra: str) -> float:
+def _measured(extra: str, quality: str) -> float:
     try:
-        value = json.loads(extra or "{}").get("acc_measured")
+        value = json.loads(extra or "{}").get(f"{quality}_measured")
         return math.nan if value is None else float(value)
     except (ValueError, TypeError, AttributeError):  # not JSON, not an object, not a number
         return math.nan
 
 
-def _draw_infeasible(ax: Axes, infeasible: pd.DataFrame, cost: str) -> None:
+def _draw_infeasible(ax: Axes, infeasible: pd.DataFrame, cost: str, quality: str) -> None:
     data = infeasible[infeasible[cost].notna()]
     style = {"marker": "x", "s": 18, "color": "grey", "alpha": 0.7, "linewidths": 1}
     label: str | None = INFEASIBLE_LABEL
-    measured, unmeasured = data[data["acc"].notna()], data[data["acc"].isna()]
+    measured, unmeasured = data[data[quality].notna()], data[data[quality].isna()]
     if len(measured):
-        ax.scatter(measured[cost], measured["acc"], label=label, **style)
+        ax.scatter(measured[cost], measured[quality], label=label, **style)
         label = None
     if len(unmeasured):  # y in axes coordinates: at the bottom edge, whatever the accuracies shown
         ax.scatter(unmeasured[cost], [0.02] * len(unmeasured), transform=ax.get_xaxis_transform(), label=label, **style)
 
 
-def _draw_panel(ax: Axes, ok: pd.DataFrame, cost: str, colours: dict[str, str]) -> None:
+def _draw_panel(ax: Axes, ok: pd.DataFrame, cost: str, colours: dict[str, str], quality: str) -> None:
     ax.set_xlabel("MACs (log scale)" if cost == "macs" else "latency, ms (measured, else predicted)")
-    ax.set_ylabel("validation top-1 accuracy")
+    ax.set_ylabel("validation top-1 accuracy" if quality == "acc" else "ranker score (supernet loss + NASWOT)")
     ax.grid(True, alpha=0.3)
-    data = ok[ok[cost].notna()]
+    data = ok[ok[cost].notna() & ok[quality].notna()]
     if data.empty:
         ax.text(0.5, 0.5, "no successful evaluations yet", ha="center", va="center", transform=ax.transAxes)
         return
     if cost == "macs":
         ax.set_xscale("log")
-    front = pareto_front(data, parse_objectives(["acc", cost]))
+    front = pareto_front(data, parse_objectives([quality, cost]))
     for searcher, colour in colours.items():
         mine = data[data["searcher"] == searcher]
-        ax.scatter(mine[cost], mine["acc"], s=12, alpha=0.3, color=colour, label=searcher)
+        ax.scatter(mine[cost], mine[quality], s=12, alpha=0.3, color=colour, label=searcher)
         on_front = front[front["searcher"] == searcher]
-        ax.scatter(on_front[cost], on_front["acc"], s=40, color=colour, edgecolors="black", zorder=3)
-    ax.step(front[cost], front["acc"], where="post", color="black", linewidth=1.2, label="Pareto front")
+        ax.scatter(on_front[cost], on_front[quality], s=40, color=colour, edgecolors="black", zorder=3)
+    ax.step(front[cost], front[quality], where="post", color="black", linewidth=1.2, label="Pareto front")
 
 
 # --- summary ------------------------------------------------------------------------------------------
@@ -234,14 +237,19 @@ def summary_markdown(
     else:
         lines += [f"{len(front)} architectures; `nasbench export {run_id} --arch ID` exports one.", ""]
         lines += [_markdown_table(_front_display(front, objectives)), ""]
-    winners = true_winners(records)
+    quality = next(iter(objectives))
+    winners = true_winners(records, quality)
     if not winners.empty:
-        lines += ["## Ground truth", "", "Each searcher's winner (its most accurate feasible record, as it saw it)"]
+        lines += [
+            "## Ground truth",
+            "",
+            f"Each searcher's winner (its feasible record of best {quality}, as it saw it)",
+        ]
         lines += ["beside its true accuracy and rank in the benchmark's table (1 = best).", ""]
         lines += [_markdown_table(_winners_display(winners)), ""]
     ref_text = ", ".join(f"{LABELS[o]} = {_fmt_value(o, reference[o])}" for o in objectives)
     lines += ["## Hypervolume", "", f"Reference point: {ref_text}. Normalized: hypervolume divided by the"]
-    lines += ["volume of the box between the reference point and the ideal one (accuracy 1, costs 0).", ""]
+    lines += [f"volume of the box between the reference point and the ideal one ({quality} 1, costs 0).", ""]
     if not ok.empty:
         table = hypervolume_table(ok, objectives, reference)
         table["hypervolume"] = table["hypervolume"].map(lambda v: f"{v:.4g}")
@@ -250,10 +258,11 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def true_winners(records: pd.DataFrame) -> pd.DataFrame:
-    """Per searcher (and ``all``), the ok record with the best accuracy the searcher saw, with the true
-    accuracy and rank a benchmark space records in ``extra``; empty when the run has no ground truth."""
-    ok = records[records["status"] == "ok"]
+def true_winners(records: pd.DataFrame, quality: str = "acc") -> pd.DataFrame:
+    """Per searcher (and ``all``), the ok record with the best ``quality`` (the run's maximised objective)
+    the searcher saw, with the true accuracy and rank a benchmark space records in ``extra``; empty when the
+    run has no ground truth."""
+    ok = records[(records["status"] == Status.OK) & records[quality].notna()]
     if ok.empty:
         return pd.DataFrame()
     truth = pd.DataFrame([json.loads(e) if isinstance(e, str) else dict(e or {}) for e in ok["extra"]], index=ok.index)
@@ -262,8 +271,8 @@ def true_winners(records: pd.DataFrame) -> pd.DataFrame:
     ok = ok.assign(true_acc=truth["true_acc"], true_rank=truth["true_rank"], bench_key=truth["bench_key"])
     rows = []
     for searcher, group in [*ok.groupby("searcher", sort=False), ("all", ok)]:
-        best = group.loc[group["acc"].idxmax()]
-        rows.append({"searcher": searcher, "feasible": len(group), **best[["arch_id", "bench_key", "acc"]]})
+        best = group.loc[group[quality].idxmax()]
+        rows.append({"searcher": searcher, "feasible": len(group), **best[["arch_id", "bench_key", "acc", "score"]]})
         rows[-1].update(true_acc=best["true_acc"], true_rank=int(best["true_rank"]), best_true=group["true_acc"].max())
     return pd.DataFrame(rows)
 
@@ -271,6 +280,8 @@ def true_winners(records: pd.DataFrame) -> pd.DataFrame:
 def _winners_display(winners: pd.DataFrame) -> pd.DataFrame:
     shown = winners[["searcher", "feasible", "arch_id", "bench_key"]].rename(columns={"arch_id": "arch id"})
     shown["acc seen"] = winners["acc"].map(lambda v: f"{v:.4f}")
+    if winners["score"].notna().any():
+        shown["score seen"] = winners["score"].map(lambda v: f"{v:.4f}")
     shown["true acc %"] = winners["true_acc"].map(lambda v: f"{v:.2f}")
     shown["true rank"] = winners["true_rank"]
     shown["best true acc evaluated %"] = winners["best_true"].map(lambda v: f"{v:.2f}")
@@ -278,7 +289,7 @@ def _winners_display(winners: pd.DataFrame) -> pd.DataFrame:
 
 
 def _status_counts(records: pd.DataFrame) -> pd.DataFrame:
-    counts = pd.crosstab(records["searcher"], records["status"]).reindex(columns=["ok", "failed", "infeasible"])
+    counts = pd.crosstab(records["searcher"], records["status"]).reindex(columns=list(STATUSES))
     counts = counts.fillna(0).astype(int)
     counts.loc["all"] = counts.sum()
     counts["total"] = counts.sum(axis=1)
@@ -287,6 +298,8 @@ def _status_counts(records: pd.DataFrame) -> pd.DataFrame:
 
 def _front_display(front: pd.DataFrame, objectives: Mapping[str, str]) -> pd.DataFrame:
     shown = pd.DataFrame({"arch id": front["arch_id"], "searcher": front["searcher"], "trial": front["trial"]})
+    if "score" in objectives or front["score"].notna().any():
+        shown["score"] = front["score"].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
     shown["acc"] = front["acc"].map(lambda v: f"{v:.4f}")
     shown["MACs"] = front["macs"].map(human_count)
     shown["params"] = front["params"].map(human_count)

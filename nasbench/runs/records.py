@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from nasbench.errors import NasbenchError
+from nasbench.status import STATUSES, Status
 
 if TYPE_CHECKING:
     from nasbench.arch import Arch
 
-STATUSES = ("ok", "failed", "infeasible")
+
 # The records' columns and their pandas dtypes, in order. Readers rely on it: keep it fixed, add at the end.
 SCHEMA: dict[str, str] = {
     "run_id": "str",
@@ -50,6 +51,7 @@ SCHEMA: dict[str, str] = {
     "eval_seconds": "float64",
     "finished_at": "float64",  # unix seconds
     "extra": "str",  # JSON object of searcher-specific fields (e.g. the proximal searcher's target)
+    "score": "float64",  # the ranker's score in (0, 1) (nasbench.search.ranker); NaN unless ok and ranked
 }
 COLUMNS = tuple(SCHEMA)
 
@@ -77,6 +79,7 @@ class Record:
     finished_at: float = field(default_factory=time.time)
     extra: Mapping[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    score: float = math.nan
 
     def __post_init__(self) -> None:
         _check_record(self)
@@ -106,7 +109,7 @@ def _check_record(r: Record) -> None:
     for name in ("macs", "params"):
         value = getattr(r, name)
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            if r.status != "failed":
+            if r.status != Status.FAILED:
                 raise ValueError(f"a {r.status} record needs its {name}")
             object.__setattr__(r, name, None)  # one spelling of "unknown" (frozen, hence object.__setattr__)
     for name in ("trial", "seed", "resolution", "macs", "params"):
@@ -119,14 +122,16 @@ def _check_record(r: Record) -> None:
             raise ValueError(f"record field {name} must be >= 0, got {value}")
     if not r.searcher or not r.arch_id:
         raise ValueError("record needs a searcher and an arch_id")
-    if r.status == "ok":
+    if r.status == Status.OK:
         if not 0.0 <= r.acc <= 1.0:
             raise ValueError(f"an ok record needs acc in [0, 1], got {r.acc!r}")
         if r.error:
             raise ValueError("an ok record carries no error")
+        if not (math.isnan(r.score) or 0.0 <= r.score <= 1.0):
+            raise ValueError(f"an ok record's score lies in [0, 1] (or is NaN), got {r.score!r}")
     else:
-        if not math.isnan(r.acc):
-            raise ValueError(f"a {r.status} record has no accuracy (NaN), got {r.acc!r}")
+        if not (math.isnan(r.acc) and math.isnan(r.score)):
+            raise ValueError(f"a {r.status} record has no accuracy or score (NaN), got {r.acc!r}, {r.score!r}")
         if not r.error:
             raise ValueError(f"a {r.status} record needs an error saying why")
     if not isinstance(r.extra, Mapping):

@@ -8,9 +8,10 @@ the same records, every record is valid, a resumed search loses and repeats noth
 evaluation is recorded while the search goes on.
 
 The sink owns everything records have in common: trial numbers, the one feasibility rule of the
-objectives table (an over-limit architecture is recorded as ``infeasible`` with its measured accuracy in
-``extra["acc_measured"]``, never as a failure), what a resumed search already evaluated, and counting a
-trials budget. Searchers only propose architectures and hand over evaluation outcomes.
+objectives table (an over-limit architecture is recorded as ``infeasible`` with its measured accuracy and
+score in ``extra["acc_measured"]`` and ``extra["score_measured"]``, never as a failure), what a resumed
+search already evaluated, and counting a trials budget. Searchers only propose architectures and hand over
+evaluation outcomes.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from nasbench.arch import Arch
 from nasbench.budget import TRIALS, BudgetClock
 from nasbench.counting import count
 from nasbench.objectives.table import values, violations
-from nasbench.runs import Record, RunDir
+from nasbench.runs import Record, RunDir, Status
 from nasbench.search.evaluator import Evaluator, evaluate_outcome
 from nasbench.spaces import SearchSpace
 
-REUSABLE = ("ok", "infeasible")  # statuses of a completed evaluation: a resumed search does not repeat them
-RECORD_FIELDS = ("acc", "macs", "params", "latency_pred_ms", "latency_ms", "eval_seconds")
+REUSABLE = (Status.OK, Status.INFEASIBLE)  # statuses of a completed evaluation: a resumed search does not repeat them
+RECORD_FIELDS = ("acc", "score", "macs", "params", "latency_pred_ms", "latency_ms", "eval_seconds")
+QUALITY_FIELDS = ("acc", "score")  # NaN unless ok; an infeasible record keeps them in extra as <name>_measured
 
 
 @dataclass
@@ -41,7 +43,7 @@ class SearchContext:
 
     space: SearchSpace
     num_classes: int
-    objectives: tuple[str, ...]  # acc first, then costs (the objectives table's names)
+    objectives: tuple[str, ...]  # acc or score first, then costs (the objectives table's names)
     limits: dict[str, float]  # constraints by objective name, e.g. {"macs": 5e6}
     seed: int
     evaluate: Evaluator  # in this process, with the shared supernet weights
@@ -94,6 +96,10 @@ class RecordSink:
         frame = self.run.records()
         return frame[frame["searcher"] == self.searcher].to_dict("records")
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Every record of this searcher in the run's journal (rows of the runs schema), in order."""
+        return self._own_rows()
+
     def stored(self, arch: Arch) -> dict[str, Any] | None:
         """This searcher's completed record of ``arch`` (a row of the runs schema), or None."""
         return self._stored.get(arch.id)
@@ -114,7 +120,7 @@ class RecordSink:
         Applies the feasibility rule; an ok outcome whose objectives are not all finite numbers is failed.
         Fields the schema does not have go to ``extra``. ``trial`` defaults to the next free number."""
         fields = {k: outcome.get(k, math.nan) for k in RECORD_FIELDS}
-        status, error = outcome.get("status", "ok"), outcome.get("error") or ""
+        status, error = Status(outcome.get("status", Status.OK)), outcome.get("error") or ""
         rest = {k: v for k, v in outcome.items() if k not in (*RECORD_FIELDS, "status", "error", "extra")}
         extra = {**dict(outcome.get("extra") or {}), **rest, **dict(extra or {})}
         if self.truth is not None:
@@ -123,14 +129,14 @@ class RecordSink:
             cost = count(arch, self.num_classes)  # analytic: known even when the evaluation failed
             fields.update(macs=cost.macs, params=cost.params)
         bad = [o for o, v in zip(self.objectives, values(fields, self.objectives), strict=True) if not _finite(v)]
-        if status == "ok" and bad:
-            status, error = "failed", f"objective {', '.join(bad)} is not a finite number"
-        over = violations(fields, self.limits) if status == "ok" else []
+        if status == Status.OK and bad:
+            status, error = Status.FAILED, f"objective {', '.join(bad)} is not a finite number"
+        over = violations(fields, self.limits) if status == Status.OK else []
         if over:
-            extra["acc_measured"] = fields["acc"]
-            status, error = "infeasible", "; ".join(over)
-        if status != "ok":
-            fields["acc"] = math.nan
+            extra.update({f"{q}_measured": fields[q] for q in QUALITY_FIELDS if _finite(fields[q])})
+            status, error = Status.INFEASIBLE, "; ".join(over)
+        if status != Status.OK:
+            fields.update({q: math.nan for q in QUALITY_FIELDS})
         record = Record.for_arch(
             arch,
             trial=self.run.next_trial(self.searcher) if trial is None else int(trial),
@@ -140,6 +146,7 @@ class RecordSink:
             error=error,
             extra=json.loads(json.dumps(extra, default=float)),
             acc=float(fields["acc"]),
+            score=_float(fields["score"]),
             macs=int(fields["macs"]),
             params=int(fields["params"]),
             latency_pred_ms=_float(fields["latency_pred_ms"]),
@@ -161,8 +168,8 @@ class RecordSink:
         that rank infeasible points too, like NSGA-II's constrained domination)."""
         extra = row.get("extra") or {}
         extra = json.loads(extra) if isinstance(extra, str) else extra
-        if row.get("status") == "infeasible":
-            row = {**row, "acc": extra.get("acc_measured", math.nan)}
+        if row.get("status") == Status.INFEASIBLE:
+            row = {**row, **{q: extra.get(f"{q}_measured", math.nan) for q in QUALITY_FIELDS}}
         return values(row, self.objectives)
 
 

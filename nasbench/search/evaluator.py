@@ -1,8 +1,10 @@
 """Evaluating an architecture with the trained supernet's weights: the one evaluation every searcher uses.
 
-``SupernetEvaluator(arch)`` returns the record fields: validation top-1 after BN recalibration on a fixed,
-seeded set of training batches (the same batches for every arch, so accuracies compare), the analytic
-MACs and parameters, and the predicted latency when a latency predictor is given. Feasibility is not its
+``SupernetEvaluator(arch)`` returns the record fields: validation top-1 and loss after BN recalibration on a
+fixed, seeded set of training batches (the same batches for every arch, so accuracies compare), the analytic
+MACs and parameters, and the predicted latency when a latency predictor is given. Given a ``Ranker``
+(``nasbench.search.ranker``), it also scores the architecture's NASWOT and gives the ranker's ``score``, the
+objective a search chooses by. Feasibility is not its
 business: the record sink applies the one constraint rule (``nasbench.objectives.table``) to its result.
 
 ``evaluate_outcome`` wraps any evaluator so that an exception becomes a failed outcome, not a failed run.
@@ -24,6 +26,8 @@ import torch
 from nasbench.arch import Arch
 from nasbench.counting import count
 from nasbench.data import DeviceData, ImageDataset, search_data
+from nasbench.runs.records import Status
+from nasbench.search.ranker import PROXY_BATCH, Ranker, naswot_of
 from nasbench.spaces import SearchSpace
 from nasbench.supernet import Supernet
 from nasbench.training.evaluate import evaluate
@@ -40,6 +44,7 @@ class EvalSettings:
     data_seed: int = 0  # seeds that split (the run's seed)
     channels_last: bool = True  # the supernet training's memory format (TrainConfig.channels_last)
     bf16: bool = True  # the supernet training's autocast: bf16 on CUDA; the CPU runs float32 regardless
+    images: int | None = None  # validation images per evaluation (the split's first); None: all of them
 
 
 class SupernetEvaluator:
@@ -52,15 +57,40 @@ class SupernetEvaluator:
         val: DeviceData,
         settings: EvalSettings,
         predict_latency: Callable[[Arch], float] | None = None,
+        ranker: Ranker | None = None,
     ):
-        self.supernet, self.train, self.val = supernet.eval(), train, val
-        self.settings, self.predict_latency = settings, predict_latency
+        self.supernet, self.train = supernet.eval(), train
+        self.val = val.head(settings.images) if settings.images is not None else val
+        self.settings, self.predict_latency, self.ranker = settings, predict_latency, ranker
 
     def __call__(self, arch: Arch) -> dict[str, Any]:
         cost = count(arch, self.supernet.num_classes)
         latency = float(self.predict_latency(arch)) if self.predict_latency else math.nan
+        result = self._evaluate(arch)
+        fields = {
+            "acc": result.top1,
+            "macs": cost.macs,
+            "params": cost.params,
+            "latency_pred_ms": latency,
+            "val_loss": result.loss,  # kept in the record's extra: a ranker of its own (nasbench benchmark rank)
+        }
+        if self.ranker is not None:
+            fields["naswot"] = self.naswot(arch)
+            fields["score"] = self.ranker.score(result.loss, fields["naswot"])
+        return fields
+
+    def measure(self, arch: Arch) -> tuple[float, float]:
+        """(validation loss, NASWOT) of ``arch``: what the ranker's calibration needs."""
+        return self._evaluate(arch).loss, self.naswot(arch)
+
+    def naswot(self, arch: Arch) -> float:
+        """NASWOT of ``arch`` untrained, on the first training images, under the run's seed."""
+        images, _ = next(self.train.eval_batches(PROXY_BATCH, arch.resolution))
+        return naswot_of(arch, images, self.supernet.num_classes, self.settings.data_seed)
+
+    def _evaluate(self, arch: Arch) -> Any:
         s = self.settings
-        result = evaluate(
+        return evaluate(
             self.supernet,
             arch,
             self.train,
@@ -71,13 +101,6 @@ class SupernetEvaluator:
             channels_last=s.channels_last,
             bf16=s.bf16,
         )
-        return {
-            "acc": result.top1,
-            "macs": cost.macs,
-            "params": cost.params,
-            "latency_pred_ms": latency,
-            "val_loss": result.loss,  # kept in the record's extra: a ranker of its own (nasbench rank-report)
-        }
 
 
 class TableEvaluator:
@@ -100,9 +123,9 @@ def evaluate_outcome(evaluator: Evaluator, arch: Arch) -> dict[str, Any]:
     ``error``; ``eval_seconds`` either way. One failed evaluation is a failed record, not a failed run."""
     start = time.perf_counter()
     try:
-        outcome = {"status": "ok", "error": "", **evaluator(arch)}
+        outcome = {"status": Status.OK, "error": "", **evaluator(arch)}
     except Exception as e:  # noqa: BLE001 - see the docstring
-        outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+        outcome = {"status": Status.FAILED, "error": f"{type(e).__name__}: {e}"}
     outcome.setdefault("eval_seconds", time.perf_counter() - start)
     return outcome
 
@@ -123,6 +146,7 @@ class EvaluatorFactory:
     get: Callable[[Any], Any] = identity  # resolves handles (e.g. ray_tune.get_shared); picklable
     predictor: Any = None  # a picklable latency predictor with ``predict(arch) -> ms``, or None
     device: str = "cpu"  # where the worker evaluates; "cuda" is the GPU Ray gave the worker (its cuda:0)
+    ranker: Ranker | None = None  # the run's calibrated ranker when a search chooses by score
 
     def __call__(self) -> SupernetEvaluator:
         device = torch.device(self.device)
@@ -134,4 +158,4 @@ class EvaluatorFactory:
         dataset: ImageDataset = self.get(self.dataset)
         train, val = search_data(dataset, self.settings.val_fraction, self.settings.data_seed, device=device)
         predict = self.predictor.predict if self.predictor is not None else None
-        return SupernetEvaluator(net, train, val, self.settings, predict)
+        return SupernetEvaluator(net, train, val, self.settings, predict, self.ranker)

@@ -41,6 +41,7 @@ from nasbench.runs import RunDir
 from nasbench.search import registry
 from nasbench.search.base import RecordSink, SearchContext
 from nasbench.search.evaluator import EvalSettings, EvaluatorFactory, SupernetEvaluator
+from nasbench.search.ranker import CALIBRATION, ranker_phase
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig
 from nasbench.training.rundir import CONFIG_FILE as TRAIN_CONFIG_FILE
@@ -58,7 +59,9 @@ class SearchConfig:
     data: str  # a dataset name or path
     budget: str  # 10gpu-h, 90min, 300trials...
     searchers: tuple[str, ...] = ("proximal", "nsga2", "random")
-    objectives: tuple[str, ...] = ("acc", "macs")
+    # score: the supernet's loss and NASWOT as one calibrated number (nasbench.search.ranker), which ranks
+    # networks better than the supernet's accuracy; --evaluator table defaults to the true acc
+    objectives: tuple[str, ...] = ("score", "macs")
     seed: int = 0
     shares: dict[str, float] = field(default_factory=lambda: {"supernet": 0.5, "search": 0.5})
     train_budget: str | None = None  # the supernet's budget when --budget counts trials
@@ -77,6 +80,8 @@ class SearchConfig:
     # "supernet" (train one, evaluate with its weights) or "table" (a benchmark space's ground truth: no
     # training, no data; how the field compares search strategies apart from weight sharing)
     evaluator: str = "supernet"
+    eval_images: int | None = None  # validation images per supernet evaluation (the split's first); None: all
+    calibration: int = CALIBRATION  # architectures the score's scale is calibrated on (objective score)
 
     def check(self) -> None:
         registry.check(self.searchers)
@@ -86,10 +91,10 @@ class SearchConfig:
             raise NasbenchError(
                 "latency objectives need a table: pass --latency-table FILE (make one with `nasbench latency lut`)"
             )
-        if self.concurrency < 1:
-            raise NasbenchError(f"--concurrency must be at least 1, got {self.concurrency}")
-        if self.workers < 1:
-            raise NasbenchError(f"--workers must be at least 1, got {self.workers}")
+        for name, least in {"eval_images": 1, "calibration": 2, "concurrency": 1, "workers": 1}.items():
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise NasbenchError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
         if self.gpus_per_trial is not None and not 0 < self.gpus_per_trial <= 1:
             raise NasbenchError(f"--gpus-per-trial must be in (0, 1], got {self.gpus_per_trial}")
         resolve_device(self.device)
@@ -100,10 +105,12 @@ class SearchConfig:
             one_shot = [n for n in self.searchers if not registry.searcher_class(n).uses_workers]
             if one_shot:
                 raise NasbenchError(
-                    f"--evaluator table runs trial searchers (nsga2, tpe, random); {one_shot[0]} needs a supernet"
+                    f"--evaluator table runs trial searchers (nsga2, tpe, random, evolution), not {one_shot[0]}"
                 )
             if self.workers != 1:
                 raise NasbenchError("--workers trains a supernet in parallel; --evaluator table trains none")
+            if "score" in self.objectives:
+                raise NasbenchError("--evaluator table gives the true accuracy: --objectives acc,... (not score)")
 
     @property
     def limits(self) -> dict[str, float]:
@@ -122,11 +129,8 @@ def search(
     """The main job from Python (``nasbench.search(...)``): train a supernet, search it under ``budget``,
     return the finished run (``nasbench.load_run``'s ``Run``: records DataFrame, front, config).
 
-    ``settings`` are ``nasbench search``'s other options with underscores: ``searchers`` (a tuple or
-    ``"proximal,nsga2"``), ``objectives``, ``seed``, ``shares``, ``train_budget``, ``max_macs``,
-    ``max_latency``, ``latency_table``, ``batch_size``, ``sampling``, ``proximal_targets``,
-    ``proximal_steps``, ``concurrency``, ``ray_address``, ``device``, ``gpus_per_trial``, ``workers``,
-    ``evaluator``. With ``resume``, settings left out come from the run.
+    ``settings`` are ``nasbench search``'s other options with underscores (``SearchConfig``'s fields; tuples
+    also as ``"proximal,nsga2"``). With ``resume``, settings left out come from the run.
     """
     config = search_config({"space": space, "data": data, "budget": budget, **settings}, resume=resume)
     run = run_search(config, out=Path(out) if out is not None else None, resume=Path(resume) if resume else None)
@@ -148,6 +152,7 @@ def search_config(given: Mapping[str, Any], *, resume: str | os.PathLike | None 
     if given.get("evaluator") == "table":
         given.setdefault("data", "table")  # the benchmark's own data: nothing to load
         given.setdefault("searchers", ("nsga2", "tpe", "random"))  # the one-shot searcher needs a supernet
+        given.setdefault("objectives", ("acc", "macs"))  # the table's true accuracy; no supernet, no score
     missing = [k for k in ("space", "data", "budget") if k not in given]
     if missing:
         raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")
@@ -212,10 +217,11 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
         if note:
             console.print(f"[yellow]{note}")
         ctx = search_context(config, trained, run)
+        search_budget, calibration = ranker_phase(run, ctx, config.calibration, budgets["search"])
         with trial_workers(config, ctx, run, dataset) as workers:
             ctx.workers = workers
-            spent = search_phase(run, ctx, config.searchers, budgets["search"])
-        spent = {"supernet": f"{trained.spent:.0f} s ({trained.steps} steps)", **spent}
+            spent = search_phase(run, ctx, config.searchers, search_budget)
+        spent = {"supernet": f"{trained.spent:.0f} s ({trained.steps} steps)", **calibration, **spent}
         notes = run.read_state().get("latency", {}).get("notes", [])
         paths = run.write_outputs(list(config.objectives), budget={"budget": config.budget, **spent}, notes=notes)
         console.print(f"[bold]done[/bold]: {len(run.records())} evaluations; front in {paths['pareto_csv']}")
@@ -273,7 +279,11 @@ def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchCon
         run.write_state({**run.read_state(), "latency": latency.record()})
     recipe = train_config(config, run.supernet_dir)
     settings = EvalSettings(
-        val_fraction=recipe.val_fraction, data_seed=config.seed, channels_last=recipe.channels_last, bf16=recipe.bf16
+        val_fraction=recipe.val_fraction,
+        data_seed=config.seed,
+        channels_last=recipe.channels_last,
+        bf16=recipe.bf16,
+        images=config.eval_images,
     )
     evaluate = SupernetEvaluator(
         trained.supernet, trained.train, trained.val, settings, predictor.predict if predictor else None
@@ -319,6 +329,7 @@ def trial_workers(config: SearchConfig, ctx: SearchContext, run: RunDir, dataset
             ctx.evaluate.settings,
             get=ray_tune.get_shared,
             predictor=ctx.predictor,
+            ranker=ctx.evaluate.ranker,
             device=device.type,  # Ray picks the GPU: a worker sees its own as cuda:0
         )
         resources = trial_resources(device, config.concurrency, config.gpus_per_trial)

@@ -17,6 +17,7 @@ _ENTRIES: dict[str, str] = {
     "nsga2": "nasbench.search.trials:NSGA2Searcher",
     "tpe": "nasbench.search.trials:TPESearcher",
     "random": "nasbench.search.trials:RandomSearcher",
+    "evolution": "nasbench.search.trials:EvolutionSearcher",
 }
 
 

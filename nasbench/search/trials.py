@@ -20,11 +20,14 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from rich.console import Console
+
 from nasbench.arch import Arch
 from nasbench.budget import TRIALS, BudgetClock
+from nasbench.counting import count
 from nasbench.engines import optuna_study
 from nasbench.errors import NasbenchError
-from nasbench.objectives.table import OBJECTIVES, constraint_excess
+from nasbench.objectives.table import OBJECTIVES, constraint_excess, violations
 from nasbench.search.base import REUSABLE, RecordSink, SearchContext, Searcher
 from nasbench.search.evaluator import Evaluator, evaluate_outcome
 
@@ -50,6 +53,28 @@ def searcher_seed(sampler: str, seed: int) -> int:
     return (seed + zlib.crc32(sampler.encode())) % 2**31
 
 
+def proposal_filter(
+    space: Any, sink: RecordSink, limits: dict[str, float], num_classes: int, predictor: Any
+) -> optuna_study.Accept:
+    """What a sampler that filters its proposals (evolution) may ask: a network this searcher has not
+    evaluated, not its parent's network again (a change to a decision the network does not use), and within
+    the run's limits by its analytic cost (MACs; latency as the run's table predicts it). A closure over
+    the parts it needs, not a method: the study's sampler must not hold the driver (nor its run) in a cycle."""
+
+    def accept(params: dict[str, Any], parent: dict[str, Any] | None) -> bool:
+        arch = space.decode(params)
+        if sink.evaluated(arch) or (parent is not None and space.decode(parent) == arch):
+            return False
+        if not limits:
+            return True
+        fields = {"macs": count(arch, num_classes).macs}
+        if predictor is not None:
+            fields["latency_pred_ms"] = float(predictor.predict(arch))
+        return not violations(fields, limits)
+
+    return accept
+
+
 class TrialDriver:
     """One trial search's study, proposals and outcomes (see the module docstring)."""
 
@@ -59,16 +84,46 @@ class TrialDriver:
         self.space, self.objectives, self.limits = ctx.space, tuple(ctx.objectives), dict(ctx.limits)
         self.clock, self.sink = clock, sink
         self.name = default_study_name(sampler, ctx.seed, self.objectives)
+        self.dims = optuna_study.distributions([(d.label, d.choices) for d in self.space.dimensions()])
         maximise = [OBJECTIVES[o].maximise for o in self.objectives]
-        self.study = optuna_study.open_study(optuna_study.storage(ctx.study_file), self.name, maximise, self.objectives)
+        db, note = optuna_study.open_storage(ctx.study_file)
+        if note:
+            Console(stderr=True).print(f"[yellow]{note}", soft_wrap=True)  # paths stay whole
+        self.study = optuna_study.open_study(db, self.name, maximise, self.objectives)
+        if not self.study.get_trials(deepcopy=False):
+            optuna_study.replay(self.study, self.journal_trials(), self.dims)  # a lost or damaged study
         before = len(self.study.get_trials(deepcopy=False))
         budget = clock.budget
         population = 50 if budget.is_time else max(4, min(50, budget.count // 4))
         seed = optuna_study.resumed_seed(searcher_seed(sampler, ctx.seed), before)
-        self.study.sampler = optuna_study.make_sampler(sampler, seed, population_size=population)
-        self.dims = optuna_study.distributions([(d.label, d.choices) for d in self.space.dimensions()])
+        accept = proposal_filter(self.space, sink, self.limits, ctx.num_classes, ctx.predictor)
+        self.study.sampler = optuna_study.make_sampler(
+            sampler, seed, population_size=population, dims=self.dims, accept=accept
+        )
         self.in_flight = 0
         self.asks_left = REPEATS_ALLOWED * self.evaluations_left() + 10 if budget.kind == TRIALS else math.inf
+
+    def journal_trials(self) -> list[dict[str, Any]]:
+        """This searcher's study as its records tell it (the journal is the record of truth): one trial per
+        trial number up to the last recorded, told as it was; a number with no record was interrupted."""
+        rows = {int(r["trial"]): r for r in self.sink.rows()}
+        trials = []
+        for number in range(max(rows, default=-1) + 1):
+            row = rows.get(number)
+            if row is None:
+                trials.append({"params": {}, "values": None, "attrs": {optuna_study.INTERRUPTED: True}})
+                continue
+            arch = Arch.from_json(row["arch_json"])
+            completed = row["status"] in REUSABLE
+            trials.append(
+                {
+                    "params": self.space.encode(arch),
+                    "values": self.sink.objective_values(row) if completed else None,
+                    "constraints": constraint_excess(row, self.limits),
+                    "attrs": {"arch_id": arch.id, "arch": str(arch), "status": row["status"], "rebuilt": True},
+                }
+            )
+        return trials
 
     def evaluations_left(self) -> int:
         return max(0, int(self.clock.budget.amount - self.clock.spent)) if self.clock.budget.kind == TRIALS else 0
@@ -172,3 +227,10 @@ class TPESearcher(TrialSearcher):
 
 class RandomSearcher(TrialSearcher):
     name = sampler = "random"
+
+
+class EvolutionSearcher(TrialSearcher):
+    """Regularized evolution (``optuna_study.EvolutionSampler``): mutations of the best recent networks,
+    each proposal a new network within the run's limits."""
+
+    name = sampler = "evolution"

@@ -30,6 +30,7 @@ from nasbench.build import Net, build
 from nasbench.counting import count
 from nasbench.errors import NasbenchError
 from nasbench.runs import RunDir
+from nasbench.runs.records import Status
 from nasbench.zoo.onnx_export import export_onnx
 
 RESULT_FILE = "result.json"  # nasbench.retrain writes it last: a retraining without it has not finished
@@ -98,13 +99,13 @@ def find_arch(rundir: RunDir, arch_id: str) -> tuple[Arch, pd.DataFrame]:
     ids = records["arch_id"].astype(str)
     match = records[ids == arch_id] if (ids == arch_id).any() else records[ids.str.startswith(arch_id or "\0")]
     if match["arch_id"].nunique() != 1:
-        ok = records[records.status == "ok"].sort_values("acc", ascending=False)
+        ok = records[records.status == Status.OK].sort_values("acc", ascending=False)
         few = ", ".join(list(dict.fromkeys(ok["arch_id"].tolist() or ids.tolist()))[:5]) or "(none recorded yet)"
         what = "is ambiguous" if len(match) else "is not"
         raise NasbenchError(
             f"arch id {arch_id!r} {what} in run {rundir.run_id}; e.g. {few} (see nasbench pareto {rundir.path})"
         )
-    rows = match.assign(_ok=match.status == "ok").sort_values(["_ok", "acc"], ascending=False).drop(columns="_ok")
+    rows = match.assign(_ok=match.status == Status.OK).sort_values(["_ok", "acc"], ascending=False).drop(columns="_ok")
     return Arch.parse(rows.iloc[0]["arch"]), rows
 
 
