@@ -179,6 +179,7 @@ def tiny_macro_supernet(tmp_path_factory):
 def test_rank_report_on_a_small_supernet(tiny_macro_supernet, tmp_path, capsys):
     out = tmp_path / "report"
     args = ["benchmark", "rank", str(tiny_macro_supernet), "--n", "10", "--val-images", "40", "--bootstrap", "50"]
+    args += ["--calibration", "4"]
     code, stdout, err = run([*args, "--out", str(out), "--json"], capsys)
     assert code == 0, err
     report = pd.read_csv(out / "report.csv").set_index("ranker")

@@ -93,6 +93,7 @@ def with_ranker_score(
     out: Path,
     *,
     seed: int = 0,
+    calibration: int | None = None,
     on_progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[pd.DataFrame, Any]:
     """``scores`` with a ``score`` column: the ranker a search chooses by (``nasbench.search.ranker``),
@@ -100,7 +101,7 @@ def with_ranker_score(
     scored into ``out/calibration``, resumable), then applied to each network's supernet loss and NASWOT."""
     from nasbench.search.ranker import CALIBRATION, Ranker, calibration_archs
 
-    keys = [truth.to_key(a) for a in calibration_archs(truth.space, CALIBRATION, seed)]
+    keys = [truth.to_key(a) for a in calibration_archs(truth.space, calibration or CALIBRATION, seed)]
     folder = out / "calibration"
     folder.mkdir(exist_ok=True)
     calibration = score_networks(

@@ -58,6 +58,9 @@ def rank(
     out: Path = typer.Option(None, "--out", help="Where scores and the report go (default SUPERNET/rank-report)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
     n_boot: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the intervals."),
+    calibration: int = typer.Option(
+        None, "--calibration", help="Architectures the score is calibrated on (default 24, as a search's)."
+    ),
     as_json: bool = json_option(),
 ) -> None:
     """Rank a benchmark space's networks with the supernet (accuracy and loss), FLOPs, params and zero-cost
@@ -72,6 +75,8 @@ def rank(
     unknown = [p for p in names if p not in PROXIES]
     if unknown:
         raise NasbenchError(f"unknown proxy {unknown[0]!r}; valid are {', '.join(PROXIES)}")
+    if calibration is not None and calibration < 2:
+        raise NasbenchError(f"--calibration must be at least 2 architectures, got {calibration}")
     if n < 10:
         raise NasbenchError(f"--n must be at least 10 (two per FLOPs quintile), got {n}")
     if val_images is not None and val_images < 1:
@@ -95,7 +100,7 @@ def rank(
     ranker_line = "score: not computed (it needs the naswot proxy)."
     if "naswot" in names:
         scores, ranker = rr.with_ranker_score(
-            truth, scores, trained, info["settings"], out, seed=seed, on_progress=progress
+            truth, scores, trained, info["settings"], out, seed=seed, calibration=calibration, on_progress=progress
         )
         ranker_line = (
             f"score: the ranker a search chooses by (supernet loss + NASWOT), calibrated as a seed-{seed} search"
