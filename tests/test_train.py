@@ -566,33 +566,29 @@ def test_zero_initialised_residual_blocks_make_every_depth_start_alike():
     assert space.decode(shallow) != largest and torch.allclose(outputs[0], outputs[1], atol=1e-5)
 
 
+def check_a_record_without(field, value, old, new, tmp_path, space, digits):
+    """A run trained with ``old`` whose record lacks ``field`` (it predates it) reads it back as ``value``,
+    resumes with that recipe, and refuses ``new`` (today's choice) rather than switch to it mid-run."""
+    run, budget = tmp_path / "old", parse_budget("2steps")
+    train_supernet(space, digits, budget, run, config=old, progress=False)
+    record = json.loads((run / "train_config.json").read_text())
+    del record["identity"]["config"][field]
+    (run / "train_config.json").write_text(json.dumps(record))
+    assert existing_record(run)["identity"]["config"][field] == value
+    again = train_supernet(space, digits, budget, run, config=old, resume=True, progress=False)
+    assert again.steps == 2 and again.resumed_at == 2
+    with pytest.raises(NasbenchError, match=f"{field}: {value!r} there, {getattr(new, field)!r} now"):
+        train_supernet(space, digits, budget, run, config=new, resume=True, progress=False)
+
+
 def test_a_run_recorded_before_the_teacher_cycled_resumes_as_it_was_trained(tmp_path, space, digits):
     """Records without ``teacher_resolution`` trained their teacher at the largest resolution; they say so
     when read, resume with that recipe, and refuse the new default rather than switch to it mid-run."""
-    run, budget = tmp_path / "old", parse_budget("2steps")
     old = replace(CONFIG, teacher_resolution="largest")
-    train_supernet(space, digits, budget, run, config=old, progress=False)
-    record = json.loads((run / "train_config.json").read_text())
-    del record["identity"]["config"]["teacher_resolution"]
-    (run / "train_config.json").write_text(json.dumps(record))
-    assert existing_record(run)["identity"]["config"]["teacher_resolution"] == "largest"
-    again = train_supernet(space, digits, budget, run, config=old, resume=True, progress=False)
-    assert again.steps == 2 and again.resumed_at == 2
-    with pytest.raises(NasbenchError, match="teacher_resolution: 'largest' there, 'cycle' now"):
-        train_supernet(space, digits, budget, run, config=CONFIG, resume=True, progress=False)
+    check_a_record_without("teacher_resolution", "largest", old, CONFIG, tmp_path, space, digits)
 
 
 def test_a_run_recorded_before_uniform_sampling_reads_as_the_sandwich(tmp_path, space, digits):
     """Records without ``sampling`` were trained with the sandwich: they resume (and are read back) as such."""
-    run, budget = tmp_path / "old", parse_budget("2steps")
-    train_supernet(space, digits, budget, run, config=CONFIG, progress=False)
-    record = json.loads((run / "train_config.json").read_text())
-    del record["identity"]["config"]["sampling"]
-    (run / "train_config.json").write_text(json.dumps(record))
-    assert existing_record(run)["identity"]["config"]["sampling"] == "sandwich"
-    again = train_supernet(space, digits, budget, run, config=CONFIG, resume=True, progress=False)
-    assert again.steps == 2 and again.resumed_at == 2
-    with pytest.raises(NasbenchError, match="sampling: 'sandwich' there, 'uniform' now"):
-        train_supernet(
-            space, digits, budget, run, config=replace(CONFIG, sampling="uniform"), resume=True, progress=False
-        )
+    new = replace(CONFIG, sampling="uniform")
+    check_a_record_without("sampling", "sandwich", CONFIG, new, tmp_path, space, digits)

@@ -29,11 +29,11 @@ from nasbench.benchmarks.ranking import format_report, rank_report, stratified_s
 from nasbench.benchmarks.truth import GroundTruth, benchmark_for
 from nasbench.build import build
 from nasbench.errors import NasbenchError
+from nasbench.search.ranker import PROXY_BATCH  # the batch a search's NASWOT sees: the same scores
 from nasbench.training.evaluate import evaluate
 
 SCORES = "scores.csv"
 REPORT_CSV, REPORT_MD = "report.csv", "report.md"
-PROXY_BATCH = 64  # training images a proxy sees (NASWOT's paper uses 128 on CIFAR; 64 keeps a CPU quick)
 
 
 def sample_keys(truth: GroundTruth, n: int, seed: int) -> list[str]:

@@ -45,7 +45,8 @@ OBJECTIVES: dict[str, Objective] = {
     )
 }
 CONSTRAINABLE = ("macs", "latency")  # --max-macs, --max-latency
-QUALITY = ("acc", "score")  # what a search maximises: its first objective, one of these
+QUALITY = ("acc", "score")  # what a search maximises (its first objective); records hold each in the field of its name,
+# NaN unless ok, and an infeasible record keeps it in extra as <name>_measured
 # Senses of the record fields themselves, so pure Pareto code may be given field names too.
 FIELD_SENSES = {f: o.direction for o in OBJECTIVES.values() for f in o.fields}
 

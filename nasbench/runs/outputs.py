@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from nasbench import atomic
-from nasbench.objectives.table import OBJECTIVES, parse_objectives
+from nasbench.objectives.table import OBJECTIVES, QUALITY, parse_objectives
 from nasbench.pareto import hypervolume, pareto_front
 from nasbench.status import STATUSES, Status
 from nasbench.textfmt import human_count
@@ -160,7 +160,7 @@ def infeasible_frame(records: pd.DataFrame) -> pd.DataFrame:
     """The infeasible records with a column per objective; ``acc`` and ``score`` are those measured before
     the record was found over a limit (``extra["acc_measured"]``...), NaN where none was measured."""
     out = with_objectives(records[records["status"] == Status.INFEASIBLE])
-    for quality in ("acc", "score"):
+    for quality in QUALITY:
         out[quality] = out["extra"].map(lambda e, q=quality: _measured(e, q)).astype(float)
     return out
 

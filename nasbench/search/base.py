@@ -27,14 +27,13 @@ from typing import Any, ClassVar
 from nasbench.arch import Arch
 from nasbench.budget import TRIALS, BudgetClock
 from nasbench.counting import count
-from nasbench.objectives.table import values, violations
+from nasbench.objectives.table import QUALITY, values, violations
 from nasbench.runs import Record, RunDir, Status
 from nasbench.search.evaluator import Evaluator, evaluate_outcome
 from nasbench.spaces import SearchSpace
 
 REUSABLE = (Status.OK, Status.INFEASIBLE)  # statuses of a completed evaluation: a resumed search does not repeat them
 RECORD_FIELDS = ("acc", "score", "macs", "params", "latency_pred_ms", "latency_ms", "eval_seconds")
-QUALITY_FIELDS = ("acc", "score")  # NaN unless ok; an infeasible record keeps them in extra as <name>_measured
 
 
 @dataclass
@@ -133,10 +132,10 @@ class RecordSink:
             status, error = Status.FAILED, f"objective {', '.join(bad)} is not a finite number"
         over = violations(fields, self.limits) if status == Status.OK else []
         if over:
-            extra.update({f"{q}_measured": fields[q] for q in QUALITY_FIELDS if _finite(fields[q])})
+            extra.update({f"{q}_measured": fields[q] for q in QUALITY if _finite(fields[q])})
             status, error = Status.INFEASIBLE, "; ".join(over)
         if status != Status.OK:
-            fields.update({q: math.nan for q in QUALITY_FIELDS})
+            fields.update({q: math.nan for q in QUALITY})
         record = Record.for_arch(
             arch,
             trial=self.run.next_trial(self.searcher) if trial is None else int(trial),
@@ -169,7 +168,7 @@ class RecordSink:
         extra = row.get("extra") or {}
         extra = json.loads(extra) if isinstance(extra, str) else extra
         if row.get("status") == Status.INFEASIBLE:
-            row = {**row, **{q: extra.get(f"{q}_measured", math.nan) for q in QUALITY_FIELDS}}
+            row = {**row, **{q: extra.get(f"{q}_measured", math.nan) for q in QUALITY}}
         return values(row, self.objectives)
 
 
