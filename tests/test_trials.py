@@ -470,3 +470,33 @@ def test_no_ray_process_outlives_a_killed_driver(tmp_path):
         driver.wait()
     assert len(ours) >= 3 and not still_alive(ours)
     assert aliases and not any(a.parent.exists() for a in aliases)  # the socket alias is cleared away too
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "random"])
+def test_proposals_over_the_macs_limit_are_recorded_not_evaluated(space, tmp_path, sampler):
+    """Their MACs are analytic: recorded infeasible at once, the study told the quality floor and the
+    violation, the evaluator never called; a trials budget counts them, as every record."""
+    macs = sorted(count(space.sample(s), 10).macs for s in range(40))
+    limit = macs[len(macs) // 2]
+    run = new_run(tmp_path / "run")
+    evaluated = []
+
+    def evaluate(arch):
+        evaluated.append(arch.id)
+        return {"acc": 0.5, "eval_seconds": 0.0}
+
+    clock = BudgetClock(Budget(TRIALS, 12)).start()
+    sink = RecordSink(run, sampler, seed=0, num_classes=10, objectives=("acc", "macs"), limits={"macs": limit},
+                      clock=clock)  # fmt: skip
+    ctx = SearchContext(space=space, num_classes=10, objectives=("acc", "macs"), limits={"macs": limit}, seed=0,
+                        evaluate=evaluate, study_file=run.optuna_db)  # fmt: skip
+    registry.searcher_class(sampler)().search(ctx, clock, sink)
+    records = [row_as_dict(r) for r in run.records().to_dict("records")]
+    over = [r for r in records if r["macs"] > limit]
+    assert len(records) == 12 == clock.spent and over and len(over) < 12
+    assert all(r["status"] == "infeasible" and r["error"].endswith("not evaluated") for r in over)
+    assert all("acc_measured" not in r["extra"] and math.isnan(r["acc"]) for r in over)
+    assert sorted(evaluated) == sorted(r["arch_id"] for r in records if r["macs"] <= limit)
+    trials = {t.number: t for t in study_of(run, sampler).trials}
+    for r in over:
+        assert trials[r["trial"]].values == [0.0, r["macs"]] and trials[r["trial"]].constraints["macs"] > 0

@@ -33,6 +33,10 @@ from nasbench.search.evaluator import Evaluator, evaluate_outcome
 from nasbench.spaces import SearchSpace
 
 REUSABLE = (Status.OK, Status.INFEASIBLE)  # statuses of a completed evaluation: a resumed search does not repeat them
+# The quality an infeasible record that was never evaluated (over --max-macs: known before) is told to a
+# study with: the floor of both quality objectives (accuracy and score lie in [0, 1]). Samplers that take
+# constraints rank infeasible trials by their violation, never by this value.
+NOT_EVALUATED = 0.0
 RECORD_FIELDS = ("acc", "score", "macs", "params", "latency_pred_ms", "latency_ms", "eval_seconds")
 
 
@@ -164,11 +168,12 @@ class RecordSink:
 
     def objective_values(self, row: Mapping[str, Any]) -> list[float]:
         """A record's objective values, the measured accuracy of an infeasible one included (for samplers
-        that rank infeasible points too, like NSGA-II's constrained domination)."""
+        that rank infeasible points too, like NSGA-II's constrained domination); ``NOT_EVALUATED`` for one
+        that was never evaluated."""
         extra = row.get("extra") or {}
         extra = json.loads(extra) if isinstance(extra, str) else extra
         if row.get("status") == Status.INFEASIBLE:
-            row = {**row, **{q: extra.get(f"{q}_measured", math.nan) for q in QUALITY}}
+            row = {**row, **{q: extra.get(f"{q}_measured", NOT_EVALUATED) for q in QUALITY}}
         return values(row, self.objectives)
 
 

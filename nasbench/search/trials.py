@@ -6,6 +6,11 @@ constraint values (``<= 0`` feasible: NSGA-II's constrained domination, TPE's fe
 evaluates is a ``Workers`` pool: ``InProcessWorkers`` (one at a time, with the run's own supernet) or Ray
 Tune's workers (``nasbench.engines.ray_tune.RayWorkers``, several at a time, each with its own copy).
 
+A proposal over ``--max-macs`` is not evaluated: its MACs are analytic, so it is recorded as infeasible at
+once (no measured quality) and told to the study with the quality floor (``base.NOT_EVALUATED``), its
+costs and its constraint values: NSGA-II's constrained domination, TPE's feasibility split and evolution
+rank an infeasible trial by its violation, never by that value.
+
 Budgets count evaluations (records) or time, through the searcher's clock. A proposal of an arch this
 searcher already evaluated (a resumed run, or a sampler repeating itself) passes the stored result on:
 told to Optuna again, recorded and counted never. Trials a killed run left RUNNING in the study are closed
@@ -30,6 +35,7 @@ from nasbench.errors import NasbenchError
 from nasbench.objectives.table import OBJECTIVES, constraint_excess, violations
 from nasbench.search.base import REUSABLE, RecordSink, SearchContext, Searcher
 from nasbench.search.evaluator import Evaluator, evaluate_outcome
+from nasbench.status import Status
 
 REPEATS_ALLOWED = 3  # a trials budget of n asks at most this many times n proposals (+10): repeats are free
 
@@ -65,14 +71,21 @@ def proposal_filter(
         arch = space.decode(params)
         if sink.evaluated(arch) or (parent is not None and space.decode(parent) == arch):
             return False
-        if not limits:
+        if known_violations(arch, limits, num_classes):
+            return False
+        if predictor is None or "latency" not in limits:
             return True
-        fields = {"macs": count(arch, num_classes).macs}
-        if predictor is not None:
-            fields["latency_pred_ms"] = float(predictor.predict(arch))
-        return not violations(fields, limits)
+        return not violations({"latency_pred_ms": float(predictor.predict(arch))}, {"latency": limits["latency"]})
 
     return accept
+
+
+def known_violations(arch: Arch, limits: dict[str, float], num_classes: int) -> list[str]:
+    """The limits ``arch`` breaks by a cost known exactly before any evaluation (its analytic MACs, the
+    count its record will hold); a latency limit is judged on the evaluated record (measured latency wins)."""
+    if "macs" not in limits:
+        return []
+    return violations({"macs": count(arch, num_classes).macs}, {"macs": limits["macs"]})
 
 
 class TrialDriver:
@@ -82,6 +95,7 @@ class TrialDriver:
         if ctx.study_file is None:
             raise ValueError("a trial search needs ctx.study_file for its Optuna study")
         self.space, self.objectives, self.limits = ctx.space, tuple(ctx.objectives), dict(ctx.limits)
+        self.num_classes = ctx.num_classes
         self.clock, self.sink = clock, sink
         self.name = default_study_name(sampler, ctx.seed, self.objectives)
         self.dims = optuna_study.distributions([(d.label, d.choices) for d in self.space.dimensions()])
@@ -134,15 +148,23 @@ class TrialDriver:
         return self.clock.exhausted
 
     def ask(self) -> Proposal | None:
-        """The next proposal, or None when the budget allows no more (counting evaluations in flight)."""
-        if self.finished or self.asks_left <= 0:
-            return None
-        if self.clock.budget.kind == TRIALS and self.in_flight >= self.evaluations_left():
-            return None
-        self.asks_left -= 1
-        trial, params = optuna_study.ask(self.study, self.dims)
-        arch = self.space.decode(params)
-        proposal = Proposal(trial, trial.number, arch, self.sink.stored(arch))
+        """The next proposal to evaluate or to pass on, or None when the budget allows no more (counting
+        evaluations in flight). Proposals over a limit known before evaluation are recorded on the way."""
+        while True:
+            if self.finished or self.asks_left <= 0:
+                return None
+            if self.clock.budget.kind == TRIALS and self.in_flight >= self.evaluations_left():
+                return None
+            self.asks_left -= 1
+            trial, params = optuna_study.ask(self.study, self.dims)
+            arch = self.space.decode(params)
+            proposal = Proposal(trial, trial.number, arch, self.sink.stored(arch))
+            over = [] if proposal.stored is not None else known_violations(arch, self.limits, self.num_classes)
+            if not over:
+                break
+            outcome = {"status": Status.INFEASIBLE, "error": f"{'; '.join(over)}: not evaluated"}
+            row = self.sink.record(arch, outcome, trial=trial.number).to_row()
+            self._tell_row(trial, arch, row, reused=False)
         if proposal.stored is None:
             self.in_flight += 1
         return proposal
