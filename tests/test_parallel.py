@@ -216,6 +216,7 @@ def test_a_killed_two_rank_run_resumes_to_the_uninterrupted_result(tmp_path, spa
     assert final["sampler"] == reference["sampler"]
 
 
+@pytest.mark.slow  # a Ray Train start-up in a child process: minutes on a loaded machine
 def test_a_failing_rank_fails_the_command_with_its_error_and_leaves_no_process(tmp_path, space_path):
     """Rank 0 cannot write its first checkpoint (the path is taken by a folder): the command must exit
     non-zero with that rank's error on one line, and take every process it started with it."""

@@ -169,7 +169,8 @@ def check_one_build_per_worker(log: Path, records) -> None:
         pid = f.name.split("-")[1]
         builds[pid] = builds.get(pid, 0) + 1
     assert set(builds.values()) == {1}, builds
-    assert {str(r["extra"]["worker_pid"]) for r in records if r["status"] != "failed"} <= set(builds)
+    evaluated = [r for r in records if r["status"] != "failed" and not r["error"].endswith("not evaluated")]
+    assert {str(r["extra"]["worker_pid"]) for r in evaluated} <= set(builds)
 
 
 def ray_processes(root_pid: int) -> dict[int, float]:
@@ -313,7 +314,7 @@ def test_local_ray_search_failures_and_resume(space, tmp_path):
         assert all(r["macs"] > 5e6 and "macs over its limit" in r["error"] for r in by_status["infeasible"])
         assert all(r["macs"] <= 5e6 for r in by_status["ok"])
         trials = {t.number: t for t in study_of(run, "nsga2").trials}
-        for r in first:  # Optuna: failures FAIL; infeasible ones COMPLETE with measured values + constraint
+        for r in first:  # Optuna: failures FAIL; infeasible ones COMPLETE with the quality floor + constraint
             t = trials[r["trial"]]
             assert t.state.name == ("FAIL" if r["status"] == "failed" else "COMPLETE")
             if r["status"] != "failed":
@@ -342,7 +343,8 @@ def test_local_ray_search_failures_and_resume(space, tmp_path):
     assert trials[8].user_attrs["status"] == "reused"
     assert space.decode(trials[8].params) == nasbench.Arch.parse(done["arch"])
     assert len(second) == 9 and not pd.Series([r["arch_id"] for r in second]).duplicated().any()
-    assert len(list(log.glob("eval-*"))) == evals_before + 2  # nothing evaluated twice
+    new = [r for r in second if r["trial"] > 8 and not r["error"].endswith("not evaluated")]  # over the limit: not
+    assert len(list(log.glob("eval-*"))) == evals_before + len(new)  # nothing evaluated twice
     check_one_build_per_worker(
         log, [r for r in second if r["trial"] > 8]
     )  # the resumed search's workers built theirs once too
@@ -384,6 +386,7 @@ def stop_cluster(marker: str) -> None:
         psutil.wait_procs(alive, timeout=5)
 
 
+@pytest.mark.slow  # a second Ray cluster; its 20 s budget is wall time, which a loaded machine eats
 def test_ray_cluster_on_loopback_with_a_time_budget(space, tmp_path):
     port, marker, budget = free_port(), uuid.uuid4().hex, 20.0
     temp = tempfile.mkdtemp(prefix="nbc-")
@@ -436,7 +439,9 @@ def test_trials_on_cuda_ask_ray_for_a_share_of_the_one_gpu(space, tmp_path, shar
     check_one_build_per_worker(log, records)
 
 
-@pytest.mark.parametrize("sampler", optuna_study.SAMPLERS)
+@pytest.mark.parametrize(  # one sampler by default: the Ray workers' path is the same for each (contract suite)
+    "sampler", [s if s == "nsga2" else pytest.param(s, marks=pytest.mark.slow) for s in optuna_study.SAMPLERS]
+)
 def test_each_sampler_honours_a_trial_budget(space, tmp_path, shared_ray, sampler):
     with new_run(tmp_path / "trials") as run:
         log, records, _ = search(space, run, sampler, Budget(TRIALS, 5), fail_mod=4)
