@@ -36,23 +36,22 @@ from nasbench.supernet import Supernet
 from nasbench.training.config import TrainConfig
 from nasbench.training.loop import train_supernet
 from nasbench.training.optim import set_temperature
-from nasbench.training.rundir import CHECKPOINT_FILE, existing_record
+from nasbench.training.rundir import CHECKPOINT_FILE, TrainingRecord
 from nasbench.training.state import load_checkpoint
 
 
 def load_supernet(folder: Path, space, dataset):
     """The trained weights and the train/validation split of a ``train-supernet`` run folder."""
-    record = existing_record(folder)
+    record = TrainingRecord.find(folder)
     if record is None:
         sys.exit(f"{folder} holds no supernet training run")
-    identity = record["identity"]
-    if identity["space"]["name"] != space.name:
-        sys.exit(f"{folder} trained space {identity['space']['name']}, not {space.name}")
+    if record.identity["space"]["name"] != space.name:
+        sys.exit(f"{folder} trained space {record.identity['space']['name']}, not {space.name}")
     net = Supernet(space, num_classes=dataset.num_classes)
     net.load_state_dict(load_checkpoint(folder / CHECKPOINT_FILE)["model"])
     set_temperature(net, 1.0)  # as train_supernet leaves it
-    config = TrainConfig.from_dict(identity["config"])
-    train, val = search_data(dataset, config.val_fraction, identity["seed"])
+    settings = record.eval_settings()
+    train, val = search_data(dataset, settings.val_fraction, settings.data_seed)
     return net, train, val
 
 

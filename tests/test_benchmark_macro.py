@@ -192,6 +192,14 @@ def test_rank_report_on_a_small_supernet(tiny_macro_supernet, tmp_path, capsys):
     assert {"tau", "tau_lo", "tau_hi", "spearman", "top5", "tau_within", "tau_q1"} <= set(report.columns)
     scores = pd.read_csv(out / "scores.csv", dtype={"key": str})
     assert len(scores) == 10 and scores["key"].is_unique
+    # evaluated as a search of this supernet evaluates: its training record's settings (--bn-batches 1)
+    stamp = json.loads((out / "settings.json").read_text())
+    assert stamp["settings"]["bn_batches"] == 1 and stamp["settings"]["images"] == 40
+    # scores made with other settings are refused, not mixed, and nothing of the folder is touched
+    before = (out / "scores.csv").read_bytes()
+    code, _, err = run([*args, "--val-images", "30", "--out", str(out), "--json"], capsys)
+    assert code == 2 and "other settings (settings.images: 40 there, 30 now)" in err
+    assert (out / "scores.csv").read_bytes() == before
     # a report killed mid-row resumes: the torn row is recomputed, the complete ones are kept
     lines = (out / "scores.csv").read_text().splitlines()
     (out / "scores.csv").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:8])

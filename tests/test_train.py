@@ -42,7 +42,7 @@ from nasbench.training import (
 )
 from nasbench.training.evaluate import accuracy
 from nasbench.training.optim import dynconv_temperature, set_temperature
-from nasbench.training.rundir import existing_record
+from nasbench.training.rundir import TrainingRecord
 from nasbench.training.state import BatchStream, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from nasbench.training.steps import plan_steps
 
@@ -574,7 +574,7 @@ def check_a_record_without(field, value, old, new, tmp_path, space, digits):
     record = json.loads((run / "train_config.json").read_text())
     del record["identity"]["config"][field]
     (run / "train_config.json").write_text(json.dumps(record))
-    assert existing_record(run)["identity"]["config"][field] == value
+    assert getattr(TrainingRecord.read(run).config, field) == value
     again = train_supernet(space, digits, budget, run, config=old, resume=True, progress=False)
     assert again.steps == 2 and again.resumed_at == 2
     with pytest.raises(NasbenchError, match=f"{field}: {value!r} there, {getattr(new, field)!r} now"):
@@ -592,3 +592,20 @@ def test_a_run_recorded_before_uniform_sampling_reads_as_the_sandwich(tmp_path, 
     """Records without ``sampling`` were trained with the sandwich: they resume (and are read back) as such."""
     new = replace(CONFIG, sampling="uniform")
     check_a_record_without("sampling", "sandwich", CONFIG, new, tmp_path, space, digits)
+
+
+def test_the_training_record_gives_the_settings_its_subnets_are_evaluated_with(tmp_path, space, digits):
+    """The one reader of a trained supernet's record: its recipe, plan and evaluation settings (bn_batches
+    included, which the readers it replaced did not copy)."""
+    from nasbench.training.evaluate import EvalSettings
+
+    config = replace(CONFIG, bn_batches=3, val_fraction=0.2)
+    train_supernet(space, digits, parse_budget("2steps"), tmp_path / "run", config=config, seed=5, progress=False)
+    record = TrainingRecord.read(tmp_path / "run")
+    assert record.config == config and record.seed == 5 and record.total_steps == 2 and record.budget == "2steps"
+    expected = EvalSettings(bn_batches=3, val_fraction=0.2, data_seed=5, channels_last=config.channels_last,
+                            bf16=config.bf16, images=100)  # fmt: skip
+    assert record.eval_settings(images=100) == expected
+    assert TrainingRecord.find(tmp_path) is None
+    with pytest.raises(NasbenchError, match="holds no supernet training .* give a train-supernet --out"):
+        TrainingRecord.read(tmp_path, what="a train-supernet --out")

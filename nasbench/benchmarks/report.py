@@ -8,11 +8,14 @@ FLOPs quintile and their mean). The benchmark's own noise sets the ceiling: one 
 against the mean of its other runs (``table_run1``).
 
 Each network's scores are appended to ``scores.csv`` in the output folder as they are computed, so a killed
-report continues where it stopped and loses nothing.
+report continues where it stopped and loses nothing. The supernet's subnets are evaluated with its training
+record's settings (``TrainingRecord.eval_settings``), those a search of it uses; the folder stores them with
+the supernet's identity (``settings.json``), and scores made with other settings are refused, not mixed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -28,11 +31,13 @@ from nasbench.benchmarks.proxies import PROXIES
 from nasbench.benchmarks.ranking import format_report, rank_report, stratified_sample
 from nasbench.benchmarks.truth import GroundTruth, benchmark_for
 from nasbench.build import build
+from nasbench.diffing import first_difference
 from nasbench.errors import NasbenchError
 from nasbench.search.ranker import PROXY_BATCH  # the batch a search's NASWOT sees: the same scores
-from nasbench.training.evaluate import evaluate
+from nasbench.training.evaluate import EvalSettings, evaluate
 
 SCORES = "scores.csv"
+SETTINGS = "settings.json"
 REPORT_CSV, REPORT_MD = "report.csv", "report.md"
 
 
@@ -53,7 +58,7 @@ def score_networks(
     truth: GroundTruth,
     keys: Sequence[str],
     trained: Any,
-    settings: dict[str, Any],
+    settings: EvalSettings,
     out: Path,
     *,
     proxies: Sequence[str] = ("synflow", "naswot"),
@@ -69,7 +74,7 @@ def score_networks(
     start = time.perf_counter()
     for i, key in enumerate(todo, 1):
         arch = truth.arch(key)
-        result = evaluate(net, arch, train, val, seed=seed, **settings)
+        result = evaluate(net, arch, train, val, **settings.evaluate_options())
         row: dict[str, Any] = {"key": key, "supernet_acc": result.top1, "supernet_loss": result.loss}
         for name in proxies:
             torch.manual_seed(seed)  # the same initial weights for a network, whichever report scores it
@@ -89,7 +94,7 @@ def with_ranker_score(
     truth: GroundTruth,
     scores: pd.DataFrame,
     trained: Any,
-    settings: dict[str, Any],
+    settings: EvalSettings,
     out: Path,
     *,
     seed: int = 0,
@@ -166,45 +171,54 @@ def write_report(out: Path, report: pd.DataFrame, header: Sequence[str]) -> str:
     return text
 
 
+def claim_folder(out: Path, settings: EvalSettings, identity: dict[str, Any]) -> None:
+    """Store the evaluation settings and the supernet's identity in a report folder, or refuse one whose
+    scores were made with others (one line naming the first difference): a resumed report never mixes."""
+    path, stamp = out / SETTINGS, {"settings": settings.evaluate_options(), "supernet": identity}
+    stamp = {**stamp, "settings": {**stamp["settings"], "images": settings.images}}
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise NasbenchError(f"{path} cannot be read ({e}); give another --out") from None
+        difference = first_difference(stored, json.loads(json.dumps(stamp)))
+        if difference:
+            raise NasbenchError(
+                f"{out} holds scores made with other settings ({difference}); give another --out or delete it"
+            )
+        return
+    if (out / SCORES).is_file():
+        raise NasbenchError(f"{out} holds scores of unknown settings (no {SETTINGS}); give another --out")
+    atomic.write_json(path, stamp)
+
+
 def open_trained(supernet_dir: Path, data: str | None = None, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
     """A finished ``train-supernet`` folder read back by its owner (``train_supernet`` with ``resume``, which
-    trains nothing more once the run is complete): ``(space, TrainResult, evaluation settings)``. ``data``
-    overrides the dataset path the run recorded (the same data under another path)."""
+    trains nothing more once the run is complete): ``(space, TrainResult, info)``, where ``info`` holds the
+    evaluation ``settings`` (an ``EvalSettings``, the record's), ``steps``, ``budget``, ``config`` and the
+    supernet's ``identity``. ``data`` overrides the dataset path the run recorded (the same data elsewhere)."""
     from nasbench.budget import parse_budget
     from nasbench.data import load_dataset
     from nasbench.spaces import load_space
-    from nasbench.training import TrainConfig, train_supernet
-    from nasbench.training.rundir import existing_record
+    from nasbench.training import train_supernet
+    from nasbench.training.rundir import TrainingRecord
     from nasbench.training.state import load_checkpoint
 
-    record = existing_record(supernet_dir)
-    if record is None:
-        raise NasbenchError(
-            f"{supernet_dir} holds no supernet training (no train_config.json); give a train-supernet --out"
-        )
-    identity, origin = record["identity"], record.get("origin", {})
+    record = TrainingRecord.read(supernet_dir, what="a train-supernet --out")
+    identity, origin = record.identity, record.origin
     checkpoint = Path(supernet_dir) / "checkpoint.pt"
-    total = record.get("plan", {}).get("total_steps")
+    total = record.total_steps
     done = int(load_checkpoint(checkpoint)["step"]) if checkpoint.is_file() else 0
     if total is None or done < total:  # resuming would train: a report never does
         raise NasbenchError(
             f"{supernet_dir} has trained {done} of {total or '?'} steps; finish it with train-supernet --resume first"
         )
     space = load_space(origin.get("space") or identity["space"]["name"])
-    config = TrainConfig.from_dict(identity["config"])
+    config = record.config
     dataset = load_dataset(data or origin.get("data") or identity["data"]["name"])
     trained = train_supernet(
         space, dataset, parse_budget(identity["budget"]), supernet_dir, config=config,
         seed=identity["seed"], device=device, resume=True, progress=False,
     )  # fmt: skip
-    settings = {
-        "bn_batches": config.bn_batches,
-        "batch_size": config.batch_size,
-        "channels_last": config.channels_last,
-        "bf16": config.bf16,
-    }
-    return (
-        space,
-        trained,
-        {"settings": settings, "steps": trained.steps, "budget": identity["budget"], "config": config},
-    )
+    info = {"settings": record.eval_settings(), "steps": trained.steps, "budget": record.budget, "config": config}
+    return space, trained, {**info, "identity": identity}

@@ -66,6 +66,8 @@ def rank(
     """Rank a benchmark space's networks with the supernet (accuracy and loss), FLOPs, params and zero-cost
     proxies; Kendall tau (bootstrap 95% interval), Spearman, top-5% precision, overall and within FLOPs
     quintiles, against the table's true accuracy. A killed report continues where it stopped."""
+    import dataclasses
+
     import torch
 
     from nasbench.benchmarks import report as rr
@@ -89,6 +91,7 @@ def rank(
     out.mkdir(parents=True, exist_ok=True)
     keys = rr.sample_keys(truth, n, seed)
     trained.val = rr.subset(trained.val, val_images)
+    rr.claim_folder(out, dataclasses.replace(info["settings"], images=val_images), info["identity"])
 
     def progress(done: int, total: int, eta: float) -> None:
         if not as_json:

@@ -117,13 +117,13 @@ def _resolve_args(
     compares them by content (``training.rundir.open_run``), so a name and a path to the same space both do.
     """
     from nasbench.training import TrainConfig
-    from nasbench.training.rundir import existing_record
+    from nasbench.training.rundir import TrainingRecord
 
     given = {k: v for k, v in {"budget": budget, "seed": seed, **recipe}.items() if v is not None}
-    record = existing_record(out) if resume else None
-    origin = record.get("origin", {}) if record else {}
+    record = TrainingRecord.find(out) if resume else None
+    origin = record.origin if record else {}
     if record:
-        identity = record["identity"]
+        identity = record.identity
         if "budget" in given:
             given["budget"] = str(parse_budget(given["budget"]))  # stored in its canonical spelling
         stored = {"budget": identity["budget"], "seed": identity["seed"], **identity.get("config", {})}
@@ -143,10 +143,10 @@ def _resolve_args(
 
 def _resolve_parallel(out: Path, resume: bool, workers: int | None, batch_norm: str | None) -> dict[str, Any]:
     """--workers and --batch-norm: given, or with --resume the resumed run's (which must match)."""
-    from nasbench.training.rundir import existing_record
+    from nasbench.training.rundir import TrainingRecord
 
-    record = existing_record(out) if resume else None
-    stored = (record or {}).get("identity", {}).get("parallel", {"workers": 1, "batch_norm": "local"})
+    record = TrainingRecord.find(out) if resume else None
+    stored = (record.identity if record else {}).get("parallel", {"workers": 1, "batch_norm": "local"})
     given = {k: v for k, v in {"workers": workers, "batch_norm": batch_norm}.items() if v is not None}
     if record:
         given = merge_resumed({k: stored.get(k) for k in ("workers", "batch_norm")}, given, where=f"--out {out}")

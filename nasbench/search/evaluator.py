@@ -30,21 +30,10 @@ from nasbench.runs.records import Status
 from nasbench.search.ranker import PROXY_BATCH, Ranker, naswot_of
 from nasbench.spaces import SearchSpace
 from nasbench.supernet import Supernet
-from nasbench.training.evaluate import evaluate
+from nasbench.training.evaluate import EvalSettings, evaluate
 
 Evaluator = Callable[[Arch], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    bn_batches: int = 16  # training batches that re-estimate a subnet's batch-norm statistics
-    batch_size: int = 64  # batch size of those calibration batches
-    seed: int = 0  # picks the calibration batches: the same for every arch of a run
-    val_fraction: float = 0.1  # share of the training split held out for validation (as in training)
-    data_seed: int = 0  # seeds that split (the run's seed)
-    channels_last: bool = True  # the supernet training's memory format (TrainConfig.channels_last)
-    bf16: bool = True  # the supernet training's autocast: bf16 on CUDA; the CPU runs float32 regardless
-    images: int | None = None  # validation images per evaluation (the split's first); None: all of them
+__all__ = ["EvalSettings", "Evaluator", "EvaluatorFactory", "SupernetEvaluator", "evaluate_outcome"]
 
 
 class SupernetEvaluator:
@@ -89,18 +78,7 @@ class SupernetEvaluator:
         return naswot_of(arch, images, self.supernet.num_classes, self.settings.data_seed)
 
     def _evaluate(self, arch: Arch) -> Any:
-        s = self.settings
-        return evaluate(
-            self.supernet,
-            arch,
-            self.train,
-            self.val,
-            bn_batches=s.bn_batches,
-            batch_size=s.batch_size,
-            seed=s.seed,
-            channels_last=s.channels_last,
-            bf16=s.bf16,
-        )
+        return evaluate(self.supernet, arch, self.train, self.val, **self.settings.evaluate_options())
 
 
 class TableEvaluator:

@@ -40,12 +40,11 @@ from nasbench.objectives.table import check_limits, check_search_objectives
 from nasbench.runs import RunDir
 from nasbench.search import registry
 from nasbench.search.base import RecordSink, SearchContext
-from nasbench.search.evaluator import EvalSettings, EvaluatorFactory, SupernetEvaluator
+from nasbench.search.evaluator import EvaluatorFactory, SupernetEvaluator
 from nasbench.search.ranker import CALIBRATION, ranker_phase
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig
-from nasbench.training.rundir import CONFIG_FILE as TRAIN_CONFIG_FILE
-from nasbench.training.rundir import read_record
+from nasbench.training.rundir import TrainingRecord
 from nasbench.training.state import resolve_device
 
 console = Console(stderr=True)
@@ -244,7 +243,7 @@ def train_phase(
         config=train_config(config, run.supernet_dir),
         seed=config.seed,
         device=device,
-        resume=(run.supernet_dir / TRAIN_CONFIG_FILE).is_file(),
+        resume=TrainingRecord.find(run.supernet_dir) is not None,
         origin=origin,
     )
 
@@ -254,9 +253,9 @@ def train_config(config: SearchConfig, supernet_dir: Path) -> TrainConfig:
     default recipe at the search's batch size or, once ``supernet_dir`` holds a training record, the recipe
     that supernet was started with. A search resumed after the defaults changed continues (and evaluates)
     its supernet as it was trained, instead of being refused as a different run."""
-    record = Path(supernet_dir) / TRAIN_CONFIG_FILE
-    if record.is_file():
-        return TrainConfig.from_dict(read_record(record)["identity"]["config"])
+    record = TrainingRecord.find(supernet_dir)
+    if record is not None:
+        return record.config
     if config.sampling == "uniform":  # single-path: one subnet per step, from the labels
         return TrainConfig(batch_size=config.batch_size, sampling="uniform", num_random=1)
     return TrainConfig(batch_size=config.batch_size, sampling=config.sampling)
@@ -277,14 +276,8 @@ def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchCon
         for line in latency.notes():
             console.print(f"[yellow]{line}")
         run.write_state({**run.read_state(), "latency": latency.record()})
-    recipe = train_config(config, run.supernet_dir)
-    settings = EvalSettings(
-        val_fraction=recipe.val_fraction,
-        data_seed=config.seed,
-        channels_last=recipe.channels_last,
-        bf16=recipe.bf16,
-        images=config.eval_images,
-    )
+    record = TrainingRecord.read(run.supernet_dir)
+    recipe, settings = record.config, record.eval_settings(images=config.eval_images)
     evaluate = SupernetEvaluator(
         trained.supernet, trained.train, trained.val, settings, predictor.predict if predictor else None
     )

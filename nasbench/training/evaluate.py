@@ -24,6 +24,26 @@ from nasbench.training.sandwich import autocast
 BN_TYPES = nn.modules.batchnorm._BatchNorm
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a trained supernet's subnets are evaluated: the one set a search, an export and a rank report use,
+    given by the supernet's training record (``rundir.TrainingRecord.eval_settings``)."""
+
+    bn_batches: int = 16  # training batches that re-estimate a subnet's batch-norm statistics
+    batch_size: int = 64  # batch size of those calibration batches
+    seed: int = 0  # picks the calibration batches: the same for every arch of a run
+    val_fraction: float = 0.1  # share of the training split held out for validation (as in training)
+    data_seed: int = 0  # seeds that split (the run's seed)
+    channels_last: bool = True  # the supernet training's memory format (TrainConfig.channels_last)
+    bf16: bool = True  # the supernet training's autocast: bf16 on CUDA; the CPU runs float32 regardless
+    images: int | None = None  # validation images per evaluation (the split's first); None: all of them
+
+    def evaluate_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``evaluate`` / ``evaluate_model`` these settings fix."""
+        return {"bn_batches": self.bn_batches, "batch_size": self.batch_size, "seed": self.seed,
+                "channels_last": self.channels_last, "bf16": self.bf16}  # fmt: skip
+
+
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, batches: Iterable[Tensor | tuple[Tensor, ...]], num_batches: int) -> int:
     """Reset every batch norm's running statistics and re-estimate them as an exact average over

@@ -282,7 +282,7 @@ def _start_run(
     write_json(out / rundir.CONFIG_FILE, record)
     steps = plan_steps(trainer, budget, clock, train.batches_per_epoch(trainer.config.batch_size))
     plan = plan_record(steps, trainer.config)
-    write_json(out / rundir.CONFIG_FILE, {**record, "plan": plan})
+    rundir.record_plan(out, plan)
     return plan
 
 

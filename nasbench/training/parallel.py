@@ -115,14 +115,13 @@ def train_rank(job: RankJob, data: ImageDataset, device: torch.device) -> None:
     checkpoint_path = out / rundir.CHECKPOINT_FILE
     state = load_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
     clock = BudgetClock(job.budget, spent_before=float(state["spent"]) if state else 0.0, devices=world).start()
-    record = rundir.read_record(out / rundir.CONFIG_FILE)
-    plan = record.get("plan")
+    plan = rundir.TrainingRecord.read(out).plan
     if plan is None:
         steps_per_epoch = train.batches_per_epoch(config.batch_size * world)
         steps = plan_steps(trainer, job.budget, clock, steps_per_epoch, DistributedConsensus(device))
         plan = plan_record(steps, config)
         if rank == 0:
-            write_json(out / rundir.CONFIG_FILE, {**record, "plan": plan})
+            rundir.record_plan(out, plan)
     run_plan(
         trainer,
         plan,
@@ -257,7 +256,7 @@ def _result(
     net = Supernet(space, num_classes=data.num_classes).to(dev)
     net.load_state_dict(state["model"])
     set_temperature(net, 1.0)
-    plan = rundir.read_record(out / rundir.CONFIG_FILE)["plan"]
+    plan = rundir.TrainingRecord.read(out).plan
     start = int(before["step"]) if before else 0
     seconds = float(state["seconds"]) - (float(before.get("seconds", 0.0)) if before else 0.0)
     spent_before = float(before["spent"]) if before else 0.0

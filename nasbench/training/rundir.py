@@ -9,7 +9,9 @@
     RUN_DIR/ray_tmp/, ray_train/ data-parallel runs (--workers): Ray's logs and Ray Train's run state
 
 A run's *identity* is everything that decides its result; a folder that holds a run with another identity
-is refused rather than overwritten or silently mixed.
+is refused rather than overwritten or silently mixed. ``TrainingRecord`` is the record's one reader for
+everything that uses a trained supernet (a search, an export, a rank report, the data-parallel driver): its
+recipe as a ``TrainConfig``, its plan, and the settings its subnets are evaluated with.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from nasbench.diffing import first_difference
 from nasbench.errors import NasbenchError
 from nasbench.spaces import SearchSpace
 from nasbench.training.config import LEGACY_DEFAULTS, TrainConfig
+from nasbench.training.evaluate import EvalSettings
 
 CONFIG_FILE = "train_config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -108,12 +111,6 @@ def open_run(out_dir: Path, identity: dict[str, Any], *, resume: bool) -> dict[s
     return record
 
 
-def existing_record(out_dir: Path) -> dict[str, Any] | None:
-    """The record of the training run in ``out_dir``, or ``None`` when it holds none."""
-    path = Path(out_dir) / CONFIG_FILE
-    return read_record(path) if path.is_file() else None
-
-
 def read_record(path: Path) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text())
@@ -127,6 +124,12 @@ def read_record(path: Path) -> dict[str, Any]:
     return record
 
 
+def record_plan(out_dir: Path, plan: dict[str, Any]) -> None:
+    """Record the run's step plan (before any checkpoint can exist)."""
+    path = Path(out_dir) / CONFIG_FILE
+    write_json(path, {**read_record(path), "plan": plan})
+
+
 def record_replan(out_dir: Path, total: int) -> None:
     """Record in the run's plan that its step count was re-planned to ``total`` (the first count is kept)."""
     path = Path(out_dir) / CONFIG_FILE
@@ -135,3 +138,66 @@ def record_replan(out_dir: Path, total: int) -> None:
     plan.setdefault("planned_steps", plan["total_steps"])
     plan["total_steps"] = total
     write_json(path, {**record, "plan": plan})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRecord:
+    """A supernet training folder's record, read back (``read`` / ``find``): the only reader of
+    ``train_config.json`` outside this module. Fields a run predates read as what it did (LEGACY_DEFAULTS)."""
+
+    folder: Path
+    identity: dict[str, Any]  # what decides the result: kind, space, data, budget, seed, config (, parallel)
+    plan: dict[str, Any] | None  # the step plan, once made (total_steps, ...)
+    origin: dict[str, Any]  # how the run was asked for (space and data as given), when recorded
+
+    @classmethod
+    def find(cls, folder: Path) -> TrainingRecord | None:
+        """The record of the training run in ``folder``, or None when it holds none."""
+        path = Path(folder) / CONFIG_FILE
+        if not path.is_file():
+            return None
+        record = read_record(path)
+        return cls(Path(folder), record["identity"], record.get("plan"), record.get("origin") or {})
+
+    @classmethod
+    def read(cls, folder: Path, *, what: str = "a supernet training folder") -> TrainingRecord:
+        """The record in ``folder``; one line naming ``what`` was expected when there is none."""
+        found = cls.find(folder)
+        if found is None:
+            raise NasbenchError(f"{folder} holds no supernet training (no {CONFIG_FILE}); give {what}")
+        return found
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.identity["config"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.identity["seed"])
+
+    @property
+    def budget(self) -> str:
+        return str(self.identity["budget"])
+
+    @property
+    def total_steps(self) -> int | None:
+        total = (self.plan or {}).get("total_steps")
+        return None if total is None else int(total)
+
+    def eval_settings(self, *, images: int | None = None) -> EvalSettings:
+        """How this supernet's subnets are evaluated: its recipe's batch-norm recalibration batches, memory
+        format and autocast, and its own validation split (its val_fraction, drawn with its seed)."""
+        c = self.config
+        return EvalSettings(
+            bn_batches=c.bn_batches,
+            val_fraction=c.val_fraction,
+            data_seed=self.seed,
+            channels_last=c.channels_last,
+            bf16=c.bf16,
+            images=images,
+        )
+
+    def check_space(self, space: SearchSpace, run: str) -> None:
+        """Refuse a space that is not the one this supernet was trained on (its YAML edited since)."""
+        if self.identity["space"] != space_identity(space):
+            raise NasbenchError(f"space {space.name} has changed since {run} trained its supernet")

@@ -140,50 +140,36 @@ def _inherited_model(rundir: RunDir, arch: Arch, space, dataset, device: torch.d
     """The supernet's weights for ``arch``, BN recalibrated as the search's evaluation did (on ``device``,
     in the training's layout and autocast), returned on the CPU."""
     from nasbench.data import search_data
-    from nasbench.search.evaluator import EvalSettings
     from nasbench.supernet import Supernet
     from nasbench.training import evaluate_model
     from nasbench.training import rundir as train_rundir
     from nasbench.training.state import load_checkpoint
 
     folder = rundir.supernet_dir
-    record = train_rundir.existing_record(folder)
+    record = train_rundir.TrainingRecord.find(folder)
     if record is None or not (folder / train_rundir.CHECKPOINT_FILE).is_file():
         raise NasbenchError(
             f"run {rundir.run_id} has no trained supernet in {folder} and no retrained weights for {arch.id}; "
             f"retrain it first (nasbench retrain {rundir.path})"
         )
     state = load_checkpoint(folder / train_rundir.CHECKPOINT_FILE)
-    total = (record.get("plan") or {}).get("total_steps")
-    if total is None or int(state["step"]) < int(total):
+    total = record.total_steps
+    if total is None or int(state["step"]) < total:
         raise NasbenchError(
             f"the supernet of run {rundir.run_id} stopped at step {state['step']} of {total}; "
             "resume the search to finish training before exporting inherited weights"
         )
-    identity = record["identity"]
-    if identity["space"] != train_rundir.space_identity(space):
-        raise NasbenchError(f"space {space.name} has changed since run {rundir.run_id} trained its supernet")
+    record.check_space(space, f"run {rundir.run_id}")
     supernet = Supernet(space, dataset.num_classes)
     supernet.load_state_dict(state["model"])
     net = supernet.export(arch).to(device)
-    train, val = search_data(dataset, float(identity["config"]["val_fraction"]), int(identity["seed"]), device=device)
-    if train_rundir.data_identity(dataset, train, val) != identity["data"]:
+    s = record.eval_settings()
+    train, val = search_data(dataset, s.val_fraction, s.data_seed, device=device)
+    if train_rundir.data_identity(dataset, train, val) != record.identity["data"]:
         raise NasbenchError(f"data {rundir.config['data']} differs from the data run {rundir.run_id} trained on")
-    recipe = identity["config"]
-    s = EvalSettings(channels_last=bool(recipe.get("channels_last", True)), bf16=bool(recipe.get("bf16", True)))
     if s.channels_last:
         net.to(memory_format=torch.channels_last)
-    result = evaluate_model(
-        net,
-        arch,
-        train,
-        val,
-        bn_batches=s.bn_batches,
-        batch_size=s.batch_size,
-        seed=s.seed,
-        channels_last=s.channels_last,
-        bf16=s.bf16,
-    )
+    result = evaluate_model(net, arch, train, val, **s.evaluate_options())
     net = net.cpu().to(memory_format=torch.contiguous_format)
     weights = {
         "source": "inherited",
