@@ -29,9 +29,10 @@ from nasbench.budget import WALL_TIME, Budget, parse_budget
 from nasbench.counting import count
 from nasbench.data import load_dataset
 from nasbench.pareto import hypervolume, pareto_front
+from nasbench.pipeline.config import SearchConfig
+from nasbench.pipeline.run import search_context, search_phase
 from nasbench.runs import RunDir
 from nasbench.search.evaluator import EvalSettings
-from nasbench.search.orchestrate import SearchConfig, search_context, search_phase
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, train_supernet
 

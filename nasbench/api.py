@@ -1,7 +1,7 @@
 """A search run's results from Python: ``nasbench.load_run(path) -> Run``.
 
 ``Run`` holds the records as a pandas DataFrame (one row per evaluated architecture), the Pareto front and
-the stored configuration; ``nasbench.search(...)`` (``nasbench.search.orchestrate.search``) returns one.
+the stored configuration; ``nasbench.search(...)`` (``nasbench.pipeline.run.search``) returns one.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 import nasbench
+from nasbench.budget import parse_budget
 from nasbench.cli.latency import app
 from nasbench.counting import decompose
 from nasbench.errors import NasbenchError
@@ -28,10 +29,12 @@ from nasbench.latency.predict import fit_correction, sample_archs, scores, valid
 from nasbench.latency.table import Correction, config_key, load_table, space_fingerprint, table_path
 from nasbench.latency.use import table_for_search
 from nasbench.objectives.expected import expected_latency
+from nasbench.pipeline.config import SearchConfig
+from nasbench.pipeline.run import load_predictor, search_context
 from nasbench.runs import RunDir
-from nasbench.search.orchestrate import SearchConfig, load_predictor, search_context
 from nasbench.search.proximal import cost_range
 from nasbench.supernet import Supernet
+from nasbench.training import TrainConfig, rundir
 
 TINY = nasbench.load_space("tiny")
 CPU = make_context("cpu", batch=1)
@@ -316,8 +319,12 @@ def test_search_context_searches_covered_resolutions_and_says_so(tmp_path, fake_
     )
     trained = SimpleNamespace(supernet=Supernet(TINY, 10), train=None, val=None)
     with RunDir.create({"space": "tiny", "data": "digits"}, out=tmp_path / "run") as run:
+        run.supernet_dir.mkdir(parents=True, exist_ok=True)  # the record a trained supernet leaves
+        identity = rundir.run_identity(TINY, {"name": "digits"}, parse_budget("1steps"), 0, TrainConfig())
+        rundir.write_json(run.supernet_dir / rundir.CONFIG_FILE, {"identity": identity})
         ctx = search_context(config, trained, run)
         stored = run.read_state()["latency"]
+    assert ctx.evaluate.settings.bn_batches == TrainConfig().bn_batches and ctx.evaluate.settings.data_seed == 0
     assert ctx.space.resolutions == (16, 24) and ctx.predictor.resolutions == [16, 24]
     assert stored["resolutions"] == [16, 24] and stored["dropped_resolutions"] == [32]
     assert stored["milliseconds_of_this_machine"] and stored["notes"] and "lacks [32]" in stored["notes"][0]

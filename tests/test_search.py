@@ -158,7 +158,8 @@ def test_nsga2_receives_constraint_values_in_a_real_search(tmp_path):
 def test_device_is_a_stored_setting_and_trials_share_a_gpu_on_cuda():
     import torch
 
-    from nasbench.search.orchestrate import SearchConfig, search_config, trial_resources
+    from nasbench.pipeline.config import SearchConfig, search_config
+    from nasbench.pipeline.run import trial_resources
 
     config = search_config({"space": "tiny", "data": "digits", "budget": "6trials", "device": "cpu"})
     assert config.device == "cpu" and SearchConfig("tiny", "digits", "1min").device is None  # None: auto
@@ -170,7 +171,8 @@ def test_device_is_a_stored_setting_and_trials_share_a_gpu_on_cuda():
 def test_a_resumed_search_trains_its_supernet_with_the_recipe_it_was_started_with(tmp_path):
     """A search whose supernet predates a change of the defaults (here the teacher's resolution) continues
     and evaluates it as it was trained, instead of asking for today's default and being refused."""
-    from nasbench.search.orchestrate import SearchConfig, train_config
+    from nasbench.pipeline.config import SearchConfig
+    from nasbench.pipeline.run import train_config
     from nasbench.training import TrainConfig
     from nasbench.training.rundir import CONFIG_FILE, RUN_KIND
 

@@ -85,3 +85,13 @@ def test_light_imports_leave_torch_unimported(statement):
     code = f"import sys; {statement}; print(sorted(m for m in ('torch', 'ray', 'optuna') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_run_pipeline_is_a_package_apart_from_the_searchers():
+    """``nasbench.pipeline`` runs searchers; no searcher module knows it (the searchers' package is callable
+    as ``nasbench.search(...)``, the main job, and only its ``__init__`` reaches the pipeline, lazily)."""
+    assert {"nasbench.pipeline.config", "nasbench.pipeline.run"} <= set(MODULES)
+    searchers = {m for m in MODULES if m.startswith("nasbench.search.")}
+    assert not {m for m in importers_of("nasbench.pipeline") if m in searchers}
+    assert not importers_of("nasbench.search.orchestrate") and "nasbench.search.orchestrate" not in MODULES
+    assert importers_of("nasbench.pipeline.config") >= {"nasbench.pipeline.run", "nasbench.cli.search"}

@@ -34,10 +34,10 @@ from nasbench.budget import TRIALS, WALL_TIME, Budget, BudgetClock
 from nasbench.counting import count
 from nasbench.engines import optuna_study
 from nasbench.engines.ray_tune import RayWorkers, get_shared, put_shared, ray_session
+from nasbench.pipeline.run import trial_resources
 from nasbench.runs import Record, RunDir
 from nasbench.search import registry
 from nasbench.search.base import RecordSink, SearchContext
-from nasbench.search.orchestrate import trial_resources
 from nasbench.search.trials import TrialDriver, default_study_name
 
 TESTS = str(Path(__file__).resolve().parent)

@@ -1,4 +1,4 @@
-"""``nasbench search``: train a supernet, search it, and print the Pareto front (see ``search.orchestrate``)."""
+"""``nasbench search``: train a supernet, search it, and print the Pareto front (see ``nasbench.pipeline``)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def search(
     as_json: bool = json_option("Print the front as JSON at the end."),
 ) -> None:
     """Train a supernet and search it under the budget; prints the Pareto front and the plot's path."""
-    from nasbench.search.orchestrate import run_search, search_config
+    from nasbench.pipeline.config import search_config
+    from nasbench.pipeline.run import run_search
 
     given = {
         "space": space,

@@ -2,16 +2,17 @@
 
 ``base`` is the protocol (``Searcher``, ``SearchContext``, ``RecordSink``), ``registry`` the names,
 ``proximal`` the one-shot NASP searcher, ``trials`` the engine-free driver of Optuna's samplers (``nsga2``,
-``tpe``, ``random``), ``evaluator`` the one evaluation, ``orchestrate`` the whole run. The external engines
-sit in ``nasbench.engines``; importing this package pulls in neither Ray nor Optuna.
+``tpe``, ``random``, ``evolution``), ``evaluator`` the one evaluation, ``ranker`` the score. The whole run
+around them is ``nasbench.pipeline``. The external engines sit in ``nasbench.engines``; importing this
+package pulls in neither Ray nor Optuna.
 """
 
 from nasbench.callable_module import make_callable
 
 
 def _search(*args, **kwargs):
-    """The main job: ``nasbench.search(space, data, budget, **settings) -> Run`` (``orchestrate.search``)."""
-    from nasbench.search.orchestrate import search
+    """The main job: ``nasbench.search(space, data, budget, **settings) -> Run`` (``pipeline.run.search``)."""
+    from nasbench.pipeline.run import search
 
     return search(*args, **kwargs)
 

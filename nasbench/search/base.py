@@ -1,15 +1,16 @@
 """The searcher protocol: what every searcher is given, what it must do, and where its records go.
 
 A searcher (``Searcher``) searches a trained supernet under a budget and emits one record per evaluated
-architecture, through a ``RecordSink``. The orchestration knows searchers only through this protocol and
-the registry (``nasbench.search.registry``); a new searcher is one module plus its registry entry, and
-passes the contract suite (``tests/test_searcher_contract.py``): it honours its budget, the same seed gives
-the same records, every record is valid, a resumed search loses and repeats nothing, and a failing
+architecture, through a ``RecordSink``. The pipeline (``nasbench.pipeline``) knows searchers only through
+this protocol and the registry (``nasbench.search.registry``); a new searcher is one module plus its registry
+entry, and passes the contract suite (``tests/test_searcher_contract.py``): it honours its budget, the same
+seed gives the same records, every record is valid, a resumed search loses and repeats nothing, and a failing
 evaluation is recorded while the search goes on.
 
 The sink owns everything records have in common: trial numbers, the one feasibility rule of the
-objectives table (an over-limit architecture is recorded as ``infeasible`` with its measured accuracy and
-score in ``extra["acc_measured"]`` and ``extra["score_measured"]``, never as a failure), what a resumed
+objectives table (an over-limit architecture is recorded as ``infeasible``, never as a failure: with its
+measured accuracy and score in ``extra["acc_measured"]`` and ``extra["score_measured"]`` when it was
+evaluated; one over ``--max-macs`` is known to be before, and is not evaluated), what a resumed
 search already evaluated, and counting a trials budget. Searchers only propose architectures and hand over
 evaluation outcomes.
 """
@@ -42,7 +43,7 @@ RECORD_FIELDS = ("acc", "score", "macs", "params", "latency_pred_ms", "latency_m
 
 @dataclass
 class SearchContext:
-    """Everything a searcher may use; built once per run by the orchestration."""
+    """Everything a searcher may use; built once per run by the pipeline."""
 
     space: SearchSpace
     num_classes: int

@@ -9,7 +9,7 @@ business: the record sink applies the one constraint rule (``nasbench.objectives
 
 ``evaluate_outcome`` wraps any evaluator so that an exception becomes a failed outcome, not a failed run.
 ``EvaluatorFactory`` is the evaluator's picklable recipe for worker processes: it carries the space,
-handles to the shared supernet weights and dataset (placed once in a shared store by the orchestration)
+handles to the shared supernet weights and dataset (placed once in a shared store by the pipeline)
 and the settings, and each worker calls it once to build its own evaluator.
 """
 
