@@ -243,3 +243,52 @@ def test_uniform_sampling_trains_one_random_subnet_per_step():
 def test_readme_tells_how_to_benchmark():
     text = (Path(__file__).parents[1] / "README.md").read_text()
     assert "--evaluator table" in text and "nasbench benchmark rank" in text
+
+
+def test_a_full_disk_ends_a_search_in_one_line_and_resume_keeps_every_record(tmp_path, capsys, monkeypatch):
+    """The journal's 7th append finds the disk full (after a torn partial write): one line, exit 74, and
+    ``--resume`` finishes the run with the 6 completed records as they were."""
+    import errno
+    import os
+
+    from nasbench.runs import records as journal
+
+    real_write, appends = os.write, []
+
+    def full_disk(fd, data):
+        appends.append(len(data))
+        if len(appends) == 7:
+            real_write(fd, bytes(data)[:20])  # part of the line reached the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    out = tmp_path / "run"
+    args = ["search", "--space", "nas-bench-macro", "--evaluator", "table", "--budget", "12trials", "--searcher"]
+    monkeypatch.setattr(journal.os, "write", full_disk)
+    code, _, err = run([*args, "random", "--out", str(out)], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 74 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"No space left on device writing {out / 'records.jsonl'}" in errors[0] and f"--resume {out}" in errors[0]
+    monkeypatch.setattr(journal.os, "write", real_write)
+    before = nasbench.load_run(out).records
+    assert len(before) == 6
+    code, _, err = run(["search", "--resume", str(out)], capsys)
+    assert code == 0, err
+    after = nasbench.load_run(out).records
+    assert len(after) == 12 and after.head(6).equals(before)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_an_os_error_naming_it(tmp_path, monkeypatch):
+    import errno
+
+    from nasbench.training import state
+
+    def fails(obj, f):
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(state.torch, "save", fails)
+    monkeypatch.setattr(state, "WRITE_ROOM", float("inf"))  # as if the disk had no room left
+    with pytest.raises(OSError) as e:
+        state.save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1})
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "checkpoint.pt")
+    assert not list(tmp_path.iterdir())  # no temporary file left behind

@@ -1,12 +1,14 @@
 """What every command shares: the one error handler, the one JSON emitter, the --json option, and the one
 rule for merging a resumed run's stored settings with the options given.
 
-Commands raise ``NasbenchError`` for bad input and let ``KeyboardInterrupt`` through; ``HandledGroup``, the
-root group of ``nasbench``, turns both into one line on stderr and an exit code. None of them catches either.
+Commands raise ``NasbenchError`` for bad input and let ``KeyboardInterrupt`` and the machine's storage faults
+(a full disk, a read-only or failing one) through; ``HandledGroup``, the root group of ``nasbench``, turns
+each into one line on stderr and an exit code. None of them catches them.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sys
@@ -26,6 +28,8 @@ console = Console()
 err_console = Console(stderr=True)  # progress bars: stdout stays clean for --json
 
 BAD_INPUT_EXIT = 2  # as click's own usage errors
+STORAGE_EXIT = 74  # EX_IOERR (sysexits.h): the machine's storage failed, not the input
+STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, the shell's convention
 _hint: ContextVar[str | None] = ContextVar("nasbench_interrupt_hint", default=None)
 
@@ -35,6 +39,8 @@ class HandledGroup(TyperGroup):
 
     ``NasbenchError`` (bad input) -> ``error: <message>`` on stderr, exit 2, no traceback.
     ``KeyboardInterrupt`` -> ``interrupted`` (plus the command's hint, see ``interrupt_hint``), exit 130.
+    A storage fault (``STORAGE_ERRORS``: a full disk...) -> ``error: <cause> writing <file>`` plus the hint,
+    exit 74: every write is atomic or an fsynced journal line, so what was completed is kept for the resume.
     Anything else is a bug and keeps its traceback.
     """
 
@@ -49,6 +55,13 @@ class HandledGroup(TyperGroup):
             hint = _hint.get()
             print("interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
             raise typer.Exit(INTERRUPTED_EXIT) from None
+        except OSError as e:
+            if e.errno not in STORAGE_ERRORS:
+                raise
+            hint, where = _hint.get(), f" writing {e.filename}" if e.filename else ""
+            after = f"; once fixed, {hint}" if hint else ""
+            print(f"error: {e.strerror or e}{where}; what was completed is kept{after}", file=sys.stderr)
+            raise typer.Exit(STORAGE_EXIT) from None
         finally:
             _hint.reset(token)
 

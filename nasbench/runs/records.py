@@ -166,6 +166,8 @@ class Journal:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+        except OSError as e:  # a full disk: the line may be torn, which a resume drops (it never completed)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
         finally:
             os.close(fd)
 

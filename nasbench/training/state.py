@@ -8,8 +8,11 @@ half of one.
 
 from __future__ import annotations
 
+import errno
+import os
 import pickle
 import random
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from nasbench.data import DeviceData
 from nasbench.errors import NasbenchError
 
 CHECKPOINT_FORMAT = 1
+WRITE_ROOM = 64 * 2**20  # free bytes under which a failed checkpoint write counts as a full disk
 
 
 class BatchStream:
@@ -154,9 +158,17 @@ def _python_state(saved: list) -> tuple:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (``nasbench.atomic.atomic_path``)."""
+    """Write ``state`` to ``path`` atomically (``nasbench.atomic.atomic_path``). A write that fails (torch
+    says so with a RuntimeError) is an ``OSError`` naming the file, ENOSPC when the disk has no room left."""
     with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+        try:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+        except RuntimeError as e:
+            if "write" not in str(e).lower():
+                raise
+            full = shutil.disk_usage(tmp.parent).free < WRITE_ROOM
+            code = errno.ENOSPC if full else errno.EIO
+            raise OSError(code, os.strerror(code), str(path)) from e
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
