@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from nasbench.objectives.table import ACCURACY_DEFAULT
+
 
 @dataclass(frozen=True)
 class Run:
@@ -22,18 +24,16 @@ class Run:
     run_id: str
     config: dict[str, Any]  # the settings the run was started with (``config.json``)
     records: pd.DataFrame  # every evaluation, ``nasbench.runs.records.SCHEMA``'s columns
-    front: pd.DataFrame  # the Pareto front of the ok records over the run's objectives
+    front: pd.DataFrame  # the Pareto front of the ok records over the run's objectives (pareto.csv's columns)
 
     @property
     def objectives(self) -> list[str]:
-        return list(self.config.get("objectives") or ["acc", "macs"])
+        return list(self.config.get("objectives") or ACCURACY_DEFAULT)
 
 
 def load_run(path: str | os.PathLike) -> Run:
     """Read a search run (finished, or still running: what it has recorded so far) from its folder or id."""
-    from nasbench.runs import RunDir, run_front
+    from nasbench.runs import RunDir
 
     run = RunDir.open(path)
-    records = run.records()
-    objectives = run.config.get("objectives") or ["acc", "macs"]
-    return Run(run.path, run.run_id, dict(run.config), records, run_front(records, objectives))
+    return Run(run.path, run.run_id, dict(run.config), run.records(), run.front())

@@ -3,6 +3,11 @@
 import math
 
 
+def split_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` as ``("a", "b", "c")``: every comma-separated setting (searchers, objectives, proxies)."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
 def human_count(n: float) -> str:
     """``12.35 M``: counts (MACs, params) the way model cards write them; ``n/a`` for a missing value."""
     if n is None or (isinstance(n, float) and math.isnan(n)):

@@ -307,6 +307,23 @@ def test_write_outputs(run):
     assert "| random | 2 |" in summary and "| nsga2 | 1 |" in summary and "| all | 3 |" in summary  # front sizes
 
 
+def test_the_front_is_computed_once_and_read_back_until_a_record_comes_after_it(run, monkeypatch):
+    """``RunDir.front`` (what ``nasbench pareto``, the search's last table and ``load_run`` show) reads the
+    pareto.csv the outputs wrote, value for value as computed, and computes it again once the journal moved on."""
+    fill(run)
+    run.append(rec(5, acc=0.7, macs=120, arch_id="1234e56789"))  # an id pandas would read as a number
+    run.write_outputs(["acc", "macs"])
+    computed = run_front(run.records(), ["acc", "macs"])[outputs.FRONT_COLUMNS].reset_index(drop=True)
+    with monkeypatch.context() as m:
+        m.setattr(outputs, "pareto_front", lambda *a: pytest.fail("the stored front was computed again"))
+        stored = run.front()
+    pd.testing.assert_frame_equal(stored, computed, check_dtype=False)
+    assert "1234e56789" in stored["arch_id"].tolist() and nasbench.load_run(run.path).front.equals(stored)
+    run.append(rec(6, acc=0.95, macs=90))  # a record after the outputs: the front is computed from the journal
+    assert run.front()["arch_id"].tolist()[0] == "ra0006"
+    assert run.front(["acc", "params"]).columns.tolist() == outputs.FRONT_COLUMNS  # other objectives: computed
+
+
 def test_outputs_are_functions_of_the_records(run, tmp_path):
     """No run folder needed: a DataFrame of records and three paths."""
     fill(run)

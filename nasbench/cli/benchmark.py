@@ -9,6 +9,7 @@ from rich.console import Console
 
 from nasbench.cli.common import emit_json, json_option
 from nasbench.errors import NasbenchError
+from nasbench.textfmt import split_list
 
 app = typer.Typer(no_args_is_help=True, help="Ground-truth benchmarks (NAS-Bench-Macro): the table and rank reports.")
 console = Console(stderr=True)
@@ -73,7 +74,7 @@ def rank(
     from nasbench.benchmarks import report as rr
     from nasbench.benchmarks.proxies import PROXIES
 
-    names = tuple(p.strip() for p in proxies.split(",") if p.strip())
+    names = split_list(proxies)
     unknown = [p for p in names if p not in PROXIES]
     if unknown:
         raise NasbenchError(f"unknown proxy {unknown[0]!r}; valid are {', '.join(PROXIES)}")

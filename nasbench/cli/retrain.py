@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from nasbench.cli.common import console, device_option, emit_json, interrupt_hint, json_option, parse_device
+from nasbench.textfmt import split_list
 
 app = typer.Typer()
 DEFAULT_EPOCHS = 20  # retrain.run.DEFAULT_EPOCHS (a test keeps them equal; that module imports torch)
@@ -39,7 +40,7 @@ def retrain_command(
 
     interrupt_hint(f"run the same command again to resume {run}")
     dev = str(parse_device(device))  # checked before anything is read or written
-    names = [n.strip() for n in baselines.split(",") if n.strip()] if baselines is not None else None
+    names = list(split_list(baselines)) if baselines is not None else None
     report = retrain_run(
         run,
         top=top,

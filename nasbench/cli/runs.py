@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from nasbench.runs import RunDir
 
 app = typer.Typer()
-DEFAULT_OBJECTIVES = "acc,macs"
 WIDE = 120  # terminal columns from which the table also shows each architecture's compact string
 
 
@@ -47,11 +46,10 @@ def pareto(
 def show_front(rundir: RunDir, objectives: str | None, plot: Path | None, as_json: bool) -> None:
     """Print the front of ``rundir`` under ``objectives`` (default: the run's own) as a table or JSON rows,
     and with ``plot`` also write the plot there."""
-    from nasbench.pareto import pareto_front
     from nasbench.runs import objective_frame, plot_fronts
     from nasbench.runs.outputs import FRONT_COLUMNS
 
-    obj = parse_objectives(objectives or rundir.config.get("objectives") or DEFAULT_OBJECTIVES)
+    obj = parse_objectives(objectives or rundir.objectives)
     records = rundir.records()
     ok = objective_frame(records)
     if ok.empty:
@@ -59,7 +57,7 @@ def show_front(rundir: RunDir, objectives: str | None, plot: Path | None, as_jso
             f"run {rundir.run_id} has no successful evaluations yet ({len(records)} recorded); "
             "try again once some have finished"
         )
-    front = pareto_front(ok, obj)
+    front = rundir.front(list(obj))  # the one the run wrote, unless records came after it
     if plot is not None:
         plot_fronts(records, plot, title=f"run {rundir.run_id}", quality=next(iter(obj)))
     if as_json:

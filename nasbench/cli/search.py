@@ -9,12 +9,13 @@ import typer
 from nasbench.budget import parse_shares
 from nasbench.cli.common import console, device_option, interrupt_hint, json_option
 from nasbench.cli.runs import show_front
+from nasbench.textfmt import split_list
 
 app = typer.Typer()
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(p.strip() for p in text.split(",") if p.strip())
+    return None if text is None else split_list(text)
 
 
 @app.command("search")

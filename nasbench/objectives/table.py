@@ -44,6 +44,10 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("latency", "min", ("latency_ms", "latency_pred_ms"), "ms", "latency ms"),
     )
 }
+# A supernet search's default objectives (the calibrated score, then MACs), and the true accuracy's: a table
+# search's default, and what a run recorded before its objectives were stored searched.
+SEARCH_DEFAULT = ("score", "macs")
+ACCURACY_DEFAULT = ("acc", "macs")
 CONSTRAINABLE = ("macs", "latency")  # --max-macs, --max-latency
 QUALITY = ("acc", "score")  # what a search maximises (its first objective); records hold each in the field of its name,
 # NaN unless ok, and an infeasible record keeps it in extra as <name>_measured

@@ -13,10 +13,11 @@ from typing import Any
 from nasbench.budget import DEFAULT_SHARES, TIME_KINDS, TRIALS, Budget, parse_budget, split
 from nasbench.diffing import merge_resumed
 from nasbench.errors import NasbenchError
-from nasbench.objectives.table import check_limits, check_search_objectives
+from nasbench.objectives.table import ACCURACY_DEFAULT, SEARCH_DEFAULT, check_limits, check_search_objectives
 from nasbench.runs import RunDir
 from nasbench.search import registry
 from nasbench.search.ranker import CALIBRATION
+from nasbench.textfmt import split_list
 from nasbench.training import TrainConfig
 from nasbench.training.state import resolve_device
 
@@ -32,7 +33,7 @@ class SearchConfig:
     searchers: tuple[str, ...] = ("proximal", "nsga2", "random")
     # score: the supernet's loss and NASWOT as one calibrated number (nasbench.search.ranker), which ranks
     # networks better than the supernet's accuracy; --evaluator table defaults to the true acc
-    objectives: tuple[str, ...] = ("score", "macs")
+    objectives: tuple[str, ...] = SEARCH_DEFAULT
     seed: int = 0
     shares: dict[str, float] = field(default_factory=lambda: {"supernet": 0.5, "search": 0.5})
     train_budget: str | None = None  # the supernet's budget when --budget counts trials
@@ -103,7 +104,7 @@ def search_config(given: Mapping[str, Any], *, resume: str | os.PathLike | None 
     if given.get("evaluator") == "table":
         given.setdefault("data", "table")  # the benchmark's own data: nothing to load
         given.setdefault("searchers", ("nsga2", "tpe", "random"))  # the one-shot searcher needs a supernet
-        given.setdefault("objectives", ("acc", "macs"))  # the table's true accuracy; no supernet, no score
+        given.setdefault("objectives", ACCURACY_DEFAULT)  # the table's true accuracy; no supernet, no score
     missing = [k for k in ("space", "data", "budget") if k not in given]
     if missing:
         raise NasbenchError(f"--{missing[0]} is required (or --resume RUN)")
@@ -112,7 +113,7 @@ def search_config(given: Mapping[str, Any], *, resume: str | os.PathLike | None 
 
 def _setting(name: str, value: Any) -> Any:
     if name in ("searchers", "objectives") and isinstance(value, str):
-        return tuple(p.strip() for p in value.split(",") if p.strip())
+        return split_list(value)
     return tuple(value) if isinstance(value, list) else value
 
 

@@ -96,7 +96,7 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
             console.print(f"[yellow]{note}")
         ctx = search_context(config, trained, run)
         search_budget, calibration = ranker_phase(run, ctx, config.calibration, budgets["search"])
-        with trial_workers(config, ctx, run, dataset) as workers:
+        with trial_workers(config, ctx, run, dataset, device) as workers:
             ctx.workers = workers
             spent = search_phase(run, ctx, config.searchers, search_budget)
         spent = {"supernet": f"{trained.spent:.0f} s ({trained.steps} steps)", **calibration, **spent}
@@ -179,7 +179,7 @@ def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchCon
 
 
 @contextmanager
-def trial_workers(config: SearchConfig, ctx: SearchContext, run: RunDir, dataset: Any) -> Iterator[Any]:
+def trial_workers(config: SearchConfig, ctx: SearchContext, run: RunDir, dataset: Any, device: Any) -> Iterator[Any]:
     """Ray workers for the trial searchers when they run several at a time or on a cluster, else None
     (they evaluate in this process). Ray starts here, before any searcher's clock does. On CUDA each
     trial asks Ray for a share of a GPU (``trial_resources``) and its worker evaluates on the GPU Ray
@@ -190,7 +190,6 @@ def trial_workers(config: SearchConfig, ctx: SearchContext, run: RunDir, dataset
         return
     from nasbench.engines import ray_tune  # the only module that imports Ray
 
-    device = resolve_device(config.device)
     with ray_tune.ray_session(run.ray_dir, config.ray_address):
         weights = {k: v.detach().cpu() for k, v in ctx.supernet.state_dict().items()}
         factory = EvaluatorFactory(

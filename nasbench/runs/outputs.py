@@ -23,7 +23,7 @@ from nasbench import atomic
 from nasbench.objectives.table import OBJECTIVES, QUALITY, parse_objectives
 from nasbench.pareto import hypervolume, pareto_front
 from nasbench.status import STATUSES, Status
-from nasbench.textfmt import human_count
+from nasbench.textfmt import human_count, split_list
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -112,13 +112,13 @@ def write_outputs(
     (default: ``default_reference``); ``notes`` are lines the summary shows under "Notes"."""
     obj = parse_objectives(objectives)
     ok = objective_frame(records)
-    front = pareto_front(ok, obj)
+    front = run_front(records, obj)
     reference = dict(reference) if reference is not None else default_reference(ok, obj)
     written = {key: Path(paths[key]) for key in ("pareto_csv", "pareto_png", "summary")}
     atomic.write_text(written["pareto_csv"], front[FRONT_COLUMNS].to_csv(index=False))
     plot_fronts(records, written["pareto_png"], title=f"run {run_id}", quality=next(iter(obj)))
     atomic.write_text(
-        written["summary"], summary_markdown(run_id, config, records, obj, budget or {}, reference, notes)
+        written["summary"], summary_markdown(run_id, config, records, obj, budget or {}, reference, notes, front)
     )
     return written
 
@@ -215,14 +215,15 @@ def summary_markdown(
     budget: Mapping[str, Any],
     reference: Mapping[str, float],
     notes: Sequence[str] = (),
+    front: pd.DataFrame | None = None,
 ) -> str:
-    """The run on one page: what was searched, how the budget went, the front, and each searcher's
-    hypervolume against the stated reference point."""
+    """The run on one page: what was searched, how the budget went, the front (``run_front``'s, given by
+    ``write_outputs``, which wrote it), and each searcher's hypervolume against the stated reference point."""
     ok = objective_frame(records)
-    front = pareto_front(ok, objectives)
+    front = run_front(records, objectives) if front is None else front
     searchers = config.get("searchers") or sorted(records["searcher"].unique())
     if isinstance(searchers, str):
-        searchers = searchers.split(",")
+        searchers = split_list(searchers)
     arrows = ", ".join(f"{LABELS[o]} {'↑' if s == 'max' else '↓'}" for o, s in objectives.items())
     lines = [f"# Search run {run_id}", ""]
     lines += [f"- space: {_describe(config.get('space', '?'))}", f"- data: {_describe(config.get('data', '?'))}"]

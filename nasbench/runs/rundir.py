@@ -40,6 +40,8 @@ import pandas as pd
 from nasbench import atomic
 from nasbench.diffing import first_difference
 from nasbench.errors import NasbenchError
+from nasbench.objectives.table import ACCURACY_DEFAULT
+from nasbench.runs.outputs import FRONT_COLUMNS, run_front
 from nasbench.runs.outputs import write_outputs as write_output_files
 from nasbench.runs.records import Journal, Record, records_frame
 
@@ -188,6 +190,11 @@ class RunDir:
         return self.meta["config"]
 
     @property
+    def objectives(self) -> tuple[str, ...]:
+        """The run's objectives (a run recorded before they were stored searched accuracy and MACs)."""
+        return tuple(self.config.get("objectives") or ACCURACY_DEFAULT)
+
+    @property
     def writable(self) -> bool:
         return self._lock is not None
 
@@ -316,9 +323,20 @@ class RunDir:
             records.to_parquet(tmp, engine="pyarrow", index=False)
         return self.parquet_file
 
+    def front(self, objectives: Sequence[str] | None = None) -> pd.DataFrame:
+        """The run's Pareto front (``FRONT_COLUMNS``): under its own objectives, the ``pareto.csv`` its outputs
+        wrote when no record came after it; else computed from the records (a run still going, or another
+        choice of ``objectives``), as ``write_outputs`` computes it."""
+        own = objectives is None or tuple(objectives) == self.objectives
+        written = self.read_state().get("front") if self.state_file.is_file() else None
+        if own and self.pareto_csv.is_file() and written == self._front_stamp(self.objectives):
+            return pd.read_csv(self.pareto_csv, dtype=FRONT_DTYPES)
+        front = run_front(self.records(), self.objectives if objectives is None else objectives)
+        return front[FRONT_COLUMNS].reset_index(drop=True)
+
     def write_outputs(
         self,
-        objectives: Sequence[str] = ("acc", "macs"),
+        objectives: Sequence[str] = ACCURACY_DEFAULT,
         *,
         budget: Mapping[str, Any] | None = None,
         reference: Mapping[str, float] | None = None,
@@ -331,7 +349,7 @@ class RunDir:
         ``reference`` is the hypervolume reference point (default: acc 0, costs 1.1 x the largest seen);
         ``notes`` are shown in the summary (e.g. what a latency table means on this machine).
         """
-        records = self.records()
+        stamp, records = self._front_stamp(objectives), self.records()
         paths = {"records": self._write_parquet(records)}
         targets = {"pareto_csv": self.pareto_csv, "pareto_png": self.pareto_png, "summary": self.summary_file}
         paths.update(
@@ -346,7 +364,17 @@ class RunDir:
                 notes=notes,
             )
         )
+        self.write_state({**self.read_state(), "front": stamp})  # pareto.csv is this journal's front
         return paths
+
+    def _front_stamp(self, objectives: Sequence[str]) -> dict[str, Any]:
+        """What a written front was computed from: the objectives and the journal's length (it only grows,
+        or loses a torn tail on resume), so ``front`` knows whether pareto.csv still is the records' front."""
+        size = self.journal_file.stat().st_size if self.journal_file.is_file() else None
+        return {"objectives": list(objectives), "journal_bytes": size}
+
+
+FRONT_DTYPES = {"arch_id": str, "searcher": str, "arch": str}  # ids like 1234e56789 stay strings
 
 
 def read_meta(path: Path) -> dict[str, Any]:
