@@ -139,6 +139,16 @@ def require_kind(budget: Budget, allowed: tuple[str, ...], purpose: str) -> None
 # --- shares ---------------------------------------------------------------------------------------------
 
 
+def after_first_phase(second: Budget, first: Budget, spent: float) -> Budget:
+    """The second phase's share of a time budget once the first spent ``spent`` of its share ``first``: what
+    the first left unspent is added, what it overran is taken, so the run's total holds (a time budget's step
+    plan is made early, and the machine's load can change after it). At least a tenth of ``second`` is kept.
+    Budgets of other kinds, or of two different kinds, are returned as they are."""
+    if not (second.is_time and first.kind == second.kind):
+        return second
+    return Budget(second.kind, max(second.amount + first.amount - spent, second.amount / 10))
+
+
 def split(budget: Budget, shares: dict[str, float]) -> dict[str, Budget]:
     """Share ``budget`` across phases in proportion to ``shares`` (each positive, summing to 1).
 

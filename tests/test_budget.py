@@ -8,6 +8,7 @@ from nasbench.budget import (
     WALL_TIME,
     Budget,
     BudgetClock,
+    after_first_phase,
     device_note,
     parse_budget,
     parse_shares,
@@ -166,3 +167,14 @@ def test_gpu_hours_on_cpu_are_announced():
     assert "counts device-hours of the CPU" in device_note(parse_budget("10gpu-h"), "cpu")
     assert device_note(parse_budget("10gpu-h"), "cuda") is None
     assert device_note(parse_budget("10min"), "cpu") is None
+
+
+def test_the_search_phase_gets_what_the_supernet_left_and_pays_what_it_overran():
+    """A time budget's step plan is made early; when the load changes after it, the supernet phase ends
+    early or late, and the search phase's share moves so that the run's total holds."""
+    parts = split(parse_budget("30min"), {"supernet": 0.5, "search": 0.5})
+    assert after_first_phase(parts["search"], parts["supernet"], 528.0) == Budget(WALL_TIME, 900 + 372)
+    assert after_first_phase(parts["search"], parts["supernet"], 1404.0) == Budget(WALL_TIME, 900 - 504)
+    assert after_first_phase(parts["search"], parts["supernet"], 5000.0) == Budget(WALL_TIME, 90)  # a tenth kept
+    trials = parse_budget("100trials")
+    assert after_first_phase(trials, parse_budget("10min"), 900.0) is trials  # counted: nothing moves

@@ -26,6 +26,7 @@ from nasbench.budget import (
     TRIALS,
     Budget,
     BudgetClock,
+    after_first_phase,
     device_note,
     split_evenly,
 )
@@ -33,7 +34,7 @@ from nasbench.data import load_dataset
 from nasbench.pipeline.config import SearchConfig, phase_budgets, search_config
 from nasbench.runs import RunDir
 from nasbench.search import registry
-from nasbench.search.base import RecordSink, SearchContext
+from nasbench.search.base import RecordSink, SearchContext, Searcher
 from nasbench.search.evaluator import EvaluatorFactory, SupernetEvaluator
 from nasbench.search.ranker import ranker_phase
 from nasbench.spaces import load_space
@@ -71,7 +72,7 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
     space = load_space(config.space)
     load_predictor(config, space)  # a table that cannot serve this search is refused before anything is written
     if config.evaluator == "table":
-        from nasbench.search.on_table import run_on_table  # it runs this module's search phase
+        from nasbench.pipeline.on_table import run_on_table  # it runs this module's search phase
 
         return run_on_table(
             config,
@@ -95,10 +96,15 @@ def run_search(config: SearchConfig, *, out: Path | None = None, resume: Path | 
         if note:
             console.print(f"[yellow]{note}")
         ctx = search_context(config, trained, run)
-        search_budget, calibration = ranker_phase(run, ctx, config.calibration, budgets["search"])
+        search_budget = after_first_phase(budgets["search"], budgets["supernet"], trained.spent)
+        if search_budget != budgets["search"]:
+            change = search_budget.amount - budgets["search"].amount
+            why = f"{abs(change):.0f} s the supernet {'left unspent' if change > 0 else 'overran'}"
+            console.print(f"search phase: {budgets['search']} {'+' if change > 0 else '-'} {why}")
+        search_budget, calibration = ranker_phase(run, ctx, config.calibration, search_budget)
         with trial_workers(config, ctx, run, dataset, device) as workers:
             ctx.workers = workers
-            spent = search_phase(run, ctx, config.searchers, search_budget)
+            spent = search_phase(run, ctx, {n: config.searcher(n) for n in config.searchers}, search_budget)
         spent = {"supernet": f"{trained.spent:.0f} s ({trained.steps} steps)", **calibration, **spent}
         notes = run.read_state().get("latency", {}).get("notes", [])
         paths = run.write_outputs(list(config.objectives), budget={"budget": config.budget, **spent}, notes=notes)
@@ -155,13 +161,10 @@ def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchCon
         for line in latency.notes():
             console.print(f"[yellow]{line}")
         run.write_state({**run.read_state(), "latency": latency.record()})
-    record = TrainingRecord.read(run.supernet_dir)
-    recipe, settings = record.config, record.eval_settings(images=config.eval_images)
+    settings = TrainingRecord.read(trained.out_dir).eval_settings(images=config.eval_images)  # the trained one's
     evaluate = SupernetEvaluator(
         trained.supernet, trained.train, trained.val, settings, predictor.predict if predictor else None
     )
-    options = {k: getattr(config, k) for k in ("proximal_targets", "proximal_steps", "concurrency")}
-    options.update(channels_last=recipe.channels_last, bf16=recipe.bf16)
     return SearchContext(
         space=space,
         num_classes=trained.supernet.num_classes,
@@ -174,7 +177,7 @@ def search_context(config: SearchConfig, trained: Any, run: RunDir) -> SearchCon
         val=trained.val,
         predictor=predictor,
         study_file=run.optuna_db,
-        options=options,
+        settings=settings,
     )
 
 
@@ -215,8 +218,9 @@ def trial_resources(device: Any, concurrency: int, gpus_per_trial: float | None 
     return {"cpu": 1, "gpu": gpus_per_trial or 1.0 / concurrency}
 
 
-def search_phase(run: RunDir, ctx: SearchContext, searchers: tuple[str, ...], budget: Budget) -> dict[str, str]:
-    """Each named searcher in turn, with an equal share of ``budget``; what each spent, for the summary.
+def search_phase(run: RunDir, ctx: SearchContext, searchers: dict[str, Searcher], budget: Budget) -> dict[str, str]:
+    """Each searcher (by name, built with its settings: ``SearchConfig.searcher``) in turn, with an equal share
+    of ``budget``; what each spent, for the summary.
 
     Every searcher's clock resumes from the run's state (time) or its records (trials), and is saved
     after every record, so a killed run loses at most the evaluation in progress."""
@@ -243,7 +247,7 @@ def search_phase(run: RunDir, ctx: SearchContext, searchers: tuple[str, ...], bu
             on_record=save,
         )
         try:
-            registry.searcher_class(name)().search(ctx, clock.start(), sink)
+            searchers[name].search(ctx, clock.start(), sink)
         finally:
             clock.stop()
             save()
