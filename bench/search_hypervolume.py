@@ -32,7 +32,6 @@ from nasbench.pareto import hypervolume, pareto_front
 from nasbench.pipeline.config import SearchConfig
 from nasbench.pipeline.run import search_context, search_phase
 from nasbench.runs import RunDir
-from nasbench.search.evaluator import EvalSettings
 from nasbench.spaces import load_space
 from nasbench.training import TrainConfig, train_supernet
 
@@ -56,9 +55,9 @@ def run_seed(args, trained, seed: int, reference: float, ideal: float) -> dict[s
     )  # fmt: skip
     out = {}
     with RunDir.create({"bench": "search_hypervolume", "seed": seed}, out=Path(args.out) / f"seed{seed}") as run:
-        ctx = search_context(config, trained, run)
-        ctx.evaluate.settings = EvalSettings(val_fraction=TrainConfig().val_fraction, data_seed=args.train_seed)
-        search_phase(run, ctx, searchers, Budget(WALL_TIME, args.seconds * len(searchers)))
+        ctx = search_context(config, trained, run)  # evaluated with the trained supernet's own record's settings
+        built = {name: config.searcher(name) for name in searchers}
+        search_phase(run, ctx, built, Budget(WALL_TIME, args.seconds * len(searchers)))
         records = run.records()
     for name in searchers:
         mine = records[records.searcher == name]

@@ -317,8 +317,8 @@ def test_search_context_searches_covered_resolutions_and_says_so(tmp_path, fake_
     config = SearchConfig(
         space="tiny", data="digits", budget="1min", objectives=("acc", "macs", "latency"), latency_table=str(path)
     )
-    trained = SimpleNamespace(supernet=Supernet(TINY, 10), train=None, val=None)
     with RunDir.create({"space": "tiny", "data": "digits"}, out=tmp_path / "run") as run:
+        trained = SimpleNamespace(supernet=Supernet(TINY, 10), train=None, val=None, out_dir=run.supernet_dir)
         run.supernet_dir.mkdir(parents=True, exist_ok=True)  # the record a trained supernet leaves
         identity = rundir.run_identity(TINY, {"name": "digits"}, parse_budget("1steps"), 0, TrainConfig())
         rundir.write_json(run.supernet_dir / rundir.CONFIG_FILE, {"identity": identity})

@@ -19,7 +19,6 @@ from nasbench.search.base import RecordSink, SearchContext
 from nasbench.search.proximal import (
     ProximalConfig,
     ProximalSearch,
-    ProximalSearcher,
     Visit,
     box_project,
     centred,
@@ -32,6 +31,7 @@ from nasbench.search.proximal import (
     resource_gradient,
     resource_penalty,
 )
+from nasbench.search.proximal_searcher import ProximalSearcher
 from nasbench.supernet import Supernet
 
 
@@ -175,13 +175,13 @@ def test_records_carry_the_target_the_real_cost_and_which_arch_is_reported(tmp_p
 
     ctx = SearchContext(
         space=space, num_classes=10, objectives=("acc", "macs"), limits={}, seed=0, evaluate=evaluate,
-        supernet=Supernet(space, 10), train=train, val=val, options={"proximal_targets": 2, "proximal_steps": 2},
+        supernet=Supernet(space, 10), train=train, val=val,
     )  # fmt: skip
     run = RunDir.create({"space": "tiny", "data": "digits", "searcher": "proximal"}, out=tmp_path / "run")
     clock = BudgetClock(Budget(TRIALS, 100))
     sink = RecordSink(run, "proximal", seed=0, num_classes=10, objectives=ctx.objectives, limits={}, clock=clock)
     try:
-        ProximalSearcher().search(ctx, clock.start(), sink)
+        ProximalSearcher(targets=2, steps=2).search(ctx, clock.start(), sink)
     finally:
         clock.stop()
     records = run.records().to_dict("records")

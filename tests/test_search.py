@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from nasbench.cli import main
+from nasbench.errors import NasbenchError
 from nasbench.runs import RunDir
 from nasbench.search.base import NOT_EVALUATED
 
@@ -221,3 +222,20 @@ def test_a_damaged_study_is_rebuilt_from_the_journal_on_resume(tmp_path, capsys)
         assert t.params and load_space("tiny").decode(t.params).id == r.arch_id
         if r.status == "ok":
             assert t.state.name == "COMPLETE" and t.values == [r.score, r.macs]
+
+
+def test_searchers_take_their_settings_as_constructor_arguments():
+    """Settings parsed once, into the searcher's constructor (as Optuna's samplers take theirs), and a bad
+    one refused in one line before anything runs."""
+    from nasbench.pipeline.config import SearchConfig
+    from nasbench.search.proximal import ProximalConfig
+    from nasbench.search.proximal_searcher import TARGETS, ProximalSearcher
+    from nasbench.search.trials import NSGA2Searcher
+
+    built = SearchConfig("tiny", "digits", "1min", proximal_targets=3, proximal_steps=7).searcher("proximal")
+    assert isinstance(built, ProximalSearcher) and (built.targets, built.steps) == (3, 7)
+    default = SearchConfig("tiny", "digits", "1min").searcher("proximal")
+    assert (default.targets, default.steps) == (TARGETS, ProximalConfig.steps)
+    assert isinstance(SearchConfig("tiny", "digits", "1min").searcher("nsga2"), NSGA2Searcher)
+    with pytest.raises(NasbenchError, match="--targets must be at least 1, got 0"):
+        SearchConfig("tiny", "digits", "1min", proximal_targets=0).check()

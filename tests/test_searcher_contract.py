@@ -26,7 +26,7 @@ from nasbench.search.base import RecordSink, SearchContext
 from nasbench.supernet import Supernet
 
 NAMES = registry.names()
-OPTIONS = {"proximal_targets": 2, "proximal_steps": 4, "concurrency": 1}
+SETTINGS = {"proximal": {"targets": 2, "steps": 4}}  # each searcher's constructor arguments
 
 
 class Killed(BaseException):
@@ -80,11 +80,11 @@ def search(world, tmp_path, name, budget, evaluate, *, run=None, spent=0.0, cloc
     clock = clock or BudgetClock(budget, spent_before=spent)
     ctx = SearchContext(
         space=space, num_classes=10, objectives=("acc", "macs"), limits=dict(limits or {}), seed=3,
-        evaluate=evaluate, supernet=supernet, train=train, val=val, study_file=run.optuna_db, options=OPTIONS,
+        evaluate=evaluate, supernet=supernet, train=train, val=val, study_file=run.optuna_db,
     )  # fmt: skip
     sink = RecordSink(run, name, seed=3, num_classes=10, objectives=ctx.objectives, limits=ctx.limits, clock=clock)
     try:
-        registry.searcher_class(name)().search(ctx, clock.start(), sink)
+        registry.searcher_class(name)(**SETTINGS.get(name, {})).search(ctx, clock.start(), sink)
     finally:
         clock.stop()
     return run, clock
@@ -176,6 +176,6 @@ def test_the_proximal_searcher_stops_inside_its_steps_when_the_clock_runs_out(wo
     run, clock = search(world, tmp_path, "proximal", None, StandIn(tick=fake.advance), clock=clock)
     taken = steps.count("weight_step")
     assert steps.count("arch_step") == taken
-    assert 1 <= taken < OPTIONS["proximal_steps"]  # it stopped inside its first target's steps
+    assert 1 <= taken < SETTINGS["proximal"]["steps"]  # it stopped inside its first target's steps
     assert clock.exhausted and clock.spent <= 5.0 + 2.0 + 1.0
     assert len(own(run, "proximal")) <= 2  # the time left after the steps pays for an evaluation or two

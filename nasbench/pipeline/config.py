@@ -16,6 +16,9 @@ from nasbench.errors import NasbenchError
 from nasbench.objectives.table import ACCURACY_DEFAULT, SEARCH_DEFAULT, check_limits, check_search_objectives
 from nasbench.runs import RunDir
 from nasbench.search import registry
+from nasbench.search.base import Searcher
+from nasbench.search.proximal import ProximalConfig
+from nasbench.search.proximal_searcher import TARGETS
 from nasbench.search.ranker import CALIBRATION
 from nasbench.textfmt import split_list
 from nasbench.training import TrainConfig
@@ -42,8 +45,8 @@ class SearchConfig:
     latency_table: str | None = None
     batch_size: int = 32  # supernet training (TrainConfig.batch_size says why)
     sampling: str = "sandwich"  # supernet training: sandwich or uniform (TrainConfig.sampling says why)
-    proximal_targets: int = 4
-    proximal_steps: int = 200  # weight/architecture step pairs per target
+    proximal_targets: int = TARGETS
+    proximal_steps: int = ProximalConfig.steps  # weight/architecture step pairs per target
     concurrency: int = 2  # trials at once: 1 evaluates in this process, more on Ray workers
     ray_address: str | None = None
     device: str | None = None  # cpu or cuda[:N]; None: CUDA when there is one (resolved on every resume)
@@ -63,10 +66,12 @@ class SearchConfig:
             raise NasbenchError(
                 "latency objectives need a table: pass --latency-table FILE (make one with `nasbench latency lut`)"
             )
-        for name, least in {"eval_images": 1, "calibration": 2, "concurrency": 1, "workers": 1}.items():
+        least = {"eval_images": 1, "calibration": 2, "concurrency": 1, "workers": 1, "proximal_targets": 1}
+        for name, low in {**least, "proximal_steps": 1}.items():
             value = getattr(self, name)
-            if value is not None and value < least:
-                raise NasbenchError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+            if value is not None and value < low:
+                flag = FLAGS.get(name, f"--{name.replace('_', '-')}")
+                raise NasbenchError(f"{flag} must be at least {low}, got {value}")
         if self.gpus_per_trial is not None and not 0 < self.gpus_per_trial <= 1:
             raise NasbenchError(f"--gpus-per-trial must be in (0, 1], got {self.gpus_per_trial}")
         resolve_device(self.device)
@@ -83,6 +88,11 @@ class SearchConfig:
                 raise NasbenchError("--workers trains a supernet in parallel; --evaluator table trains none")
             if "score" in self.objectives:
                 raise NasbenchError("--evaluator table gives the true accuracy: --objectives acc,... (not score)")
+
+    def searcher(self, name: str) -> Searcher:
+        """Searcher ``name`` built with its settings from this config (its class's ``settings``)."""
+        cls = registry.searcher_class(name)
+        return cls(**{argument: getattr(self, field) for field, argument in cls.settings.items()})
 
     @property
     def limits(self) -> dict[str, float]:

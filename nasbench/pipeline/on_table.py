@@ -56,7 +56,7 @@ def run_on_table(
             predictor=predictor,
             study_file=run.optuna_db,
         )
-        spent = search_phase(run, ctx, config.searchers, budget)
+        spent = search_phase(run, ctx, {n: config.searcher(n) for n in config.searchers}, budget)
         paths = run.write_outputs(list(config.objectives), budget={"budget": config.budget, **spent})
         console.print(f"[bold]done[/bold]: {len(run.records())} evaluations; front in {paths['pareto_csv']}")
     return run

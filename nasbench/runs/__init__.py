@@ -8,6 +8,7 @@ re-exported here for existing callers.
 """
 
 from nasbench.objectives.table import OBJECTIVES, parse_objectives
+from nasbench.runs.naming import DEFAULT_ROOT, make_run_id, resolve_run
 from nasbench.runs.outputs import (
     default_reference,
     hypervolume_table,
@@ -16,7 +17,7 @@ from nasbench.runs.outputs import (
     run_front,
 )
 from nasbench.runs.records import COLUMNS, SCHEMA, STATUSES, Record, Status, records_frame
-from nasbench.runs.rundir import DEFAULT_ROOT, RunDir, make_run_id, read_meta, resolve_run
+from nasbench.runs.rundir import RunDir, read_meta
 
 __all__ = [
     "COLUMNS",

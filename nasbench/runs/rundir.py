@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +38,7 @@ from nasbench import atomic
 from nasbench.diffing import first_difference
 from nasbench.errors import NasbenchError
 from nasbench.objectives.table import ACCURACY_DEFAULT
+from nasbench.runs.naming import DEFAULT_ROOT, make_run_id, resolve_run
 from nasbench.runs.outputs import FRONT_COLUMNS, run_front
 from nasbench.runs.outputs import write_outputs as write_output_files
 from nasbench.runs.records import Journal, Record, records_frame
@@ -50,7 +48,6 @@ try:  # POSIX; elsewhere the single-writer rule is simply not enforced
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-DEFAULT_ROOT = Path("results/runs")
 CONFIG_FILE = "config.json"  # a folder holding it is a run (analysis.find_runs looks for it)
 JOURNAL_FILE = "records.jsonl"
 PARQUET_FILE = "records.parquet"
@@ -59,26 +56,6 @@ RETRAIN_DIR = "retrain"
 LOCK_FILE = ".lock"
 RUN_KIND = "nasbench search run"
 FORMAT = 1
-
-
-def make_run_id(space: str, data: str, now: datetime | None = None, suffix: str | None = None) -> str:
-    """``20261122-193000-efficientnet-cifar10-ab12``: local time, space, data and 4 random hex digits (so
-    two runs started in the same second do not collide)."""
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{_slug(space)}-{_slug(data)}-{suffix or secrets.token_hex(2)}"
-
-
-def _slug(text: str) -> str:
-    """The last part of a name or path, in lower-case letters, digits and dashes."""
-    return re.sub(r"[^a-z0-9]+", "-", Path(str(text)).name.lower()).strip("-") or "x"
-
-
-def resolve_run(run: str | os.PathLike, root: Path = DEFAULT_ROOT) -> Path:
-    """A run given as a path, or as a bare run id under ``root``."""
-    path = Path(run)
-    if not path.exists() and (Path(root) / path).exists():
-        return Path(root) / path
-    return path
 
 
 def _plain(config: Mapping[str, Any]) -> dict[str, Any]:

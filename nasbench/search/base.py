@@ -21,7 +21,7 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ from nasbench.objectives.table import QUALITY, values, violations
 from nasbench.runs import Record, RunDir, Status
 from nasbench.search.evaluator import Evaluator, evaluate_outcome
 from nasbench.spaces import SearchSpace
+from nasbench.training.evaluate import EvalSettings
 
 REUSABLE = (Status.OK, Status.INFEASIBLE)  # statuses of a completed evaluation: a resumed search does not repeat them
 # The quality an infeasible record that was never evaluated (over --max-macs: known before) is told to a
@@ -57,16 +58,20 @@ class SearchContext:
     predictor: Any = None  # a latency predictor (``predict(arch) -> ms``) when a table was given
     study_file: Path | None = None  # where trial searchers keep their Optuna study (``RunDir.optuna_db``)
     workers: Any = None  # a pool of evaluation workers (``nasbench.search.trials.Workers``), or None
-    options: dict[str, Any] = field(default_factory=dict)  # searcher options: proximal_targets, concurrency...
+    settings: EvalSettings | None = None  # how the supernet's subnets are evaluated (its training's layout)
 
 
 class Searcher(ABC):
     """Searches ``ctx``'s supernet until ``clock`` is exhausted (or it has nothing left to try), sending
     each evaluated architecture to ``sink``. Resumable: on a run that was killed, the sink already holds
-    the earlier records and the clock what was spent; a searcher must not evaluate an arch twice."""
+    the earlier records and the clock what was spent; a searcher must not evaluate an arch twice.
+
+    A searcher takes its own settings as keyword arguments of its constructor, as Optuna's samplers do;
+    ``settings`` names the run settings (``SearchConfig`` fields) that feed them: ``{field: argument}``."""
 
     name: ClassVar[str]
     uses_workers: ClassVar[bool] = False  # True: wants ``ctx.workers`` (trial searchers)
+    settings: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
     def search(self, ctx: SearchContext, clock: BudgetClock, sink: RecordSink) -> None: ...

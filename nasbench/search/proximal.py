@@ -59,10 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nasbench.arch import Arch
-from nasbench.budget import BudgetClock
-from nasbench.counting import count
 from nasbench.objectives.expected import ExpectedCost, switched_costs
-from nasbench.search.base import RecordSink, SearchContext, Searcher
 from nasbench.spaces import SearchSpace
 from nasbench.training.sandwich import at_resolution, autocast
 
@@ -319,79 +316,3 @@ def cost_range(space: SearchSpace, cost: Callable[[Arch], float], n: int) -> lis
     if not (low > 0 and high > low and math.isfinite(high)):
         raise ValueError(f"cannot space targets between {low} and {high}")
     return geometric_targets(low, high, n)
-
-
-# --- the searcher protocol ------------------------------------------------------------------------------
-
-
-class ProximalSearcher(Searcher):
-    """``ProximalSearch`` behind the searcher protocol: targets spread over the space's cost range (capped
-    at a ``--max-macs`` / ``--max-latency`` limit), each given an equal share of a time budget. After each
-    target, its reported arch (``extra["final"]`` true) and then its discrete arch every ``record_every``
-    steps are evaluated with the shared supernet and recorded, each arch once. Every record's ``extra`` holds
-    ``target``, ``cost`` (the discrete arch's exact cost), ``expected_cost`` (under the alphas that gave
-    it), ``cost_objective`` (``macs`` or ``latency``), ``within_tolerance``, ``target_index`` and ``step``.
-    Searches under latency when it is an objective and a predictor is given, else under MACs."""
-
-    name = "proximal"
-
-    def search(self, ctx: SearchContext, clock: BudgetClock, sink: RecordSink) -> None:
-        from nasbench.objectives.expected import expected_latency, expected_macs
-
-        steps = int(ctx.options.get("proximal_steps", ProximalConfig.steps))
-        if "latency" in ctx.objectives and ctx.predictor is not None:
-            cost_model, cost, objective = expected_latency(ctx.space, ctx.predictor), ctx.predictor.predict, "latency"
-        else:
-            cost_model, objective = expected_macs(ctx.space, ctx.num_classes), "macs"
-
-            def cost(arch: Arch) -> float:
-                return count(arch, ctx.num_classes).macs
-
-        targets = cost_range(ctx.space, cost, int(ctx.options.get("proximal_targets", 4)))
-        if objective in ctx.limits:
-            targets = [min(t, ctx.limits[objective]) for t in targets]
-        layout = {k: bool(ctx.options[k]) for k in ("channels_last", "bf16") if k in ctx.options}  # the training's
-        config = ProximalConfig(steps=steps, record_every=max(1, steps // 4), **layout)
-        algorithm = ProximalSearch(
-            ctx.space, ctx.supernet, ctx.train, ctx.val, cost_model, config=config, seed=ctx.seed
-        )
-        share = clock.budget.amount / len(targets)
-        for index, target in enumerate(targets):
-            if clock.exhausted:
-                break
-
-            def should_stop(index: int = index) -> bool:
-                return clock.exhausted or (clock.budget.is_time and clock.spent > share * (index + 1))
-
-            run = algorithm.search_target(index, target, should_stop)
-            for visit, final in records_of(run, config.record_every):
-                if clock.exhausted:
-                    break
-                if not sink.evaluated(visit.arch):
-                    sink.evaluate(ctx.evaluate, visit.arch, extra=visit_extra(run, visit, final, objective, config))
-
-
-def records_of(run: TargetRun, every: int) -> list[tuple[Visit, bool]]:
-    """What a target records, in order: its reported arch, then its discrete arch every ``every`` steps
-    and at its last step (each arch once)."""
-    if run.final is None:
-        return []
-    out, seen = [(run.final, True)], {run.final.arch.id}
-    for i, visit in enumerate(run.visits):
-        if (visit.step % every == 0 or i == len(run.visits) - 1) and visit.arch.id not in seen:
-            seen.add(visit.arch.id)
-            out.append((visit, False))
-    return out
-
-
-def visit_extra(run: TargetRun, visit: Visit, final: bool, objective: str, config: ProximalConfig) -> dict:
-    return {
-        "target": run.target,
-        "target_index": run.index,
-        "step": visit.step,
-        "cost": visit.cost,
-        "expected_cost": visit.expected_cost,
-        "cost_objective": objective,
-        "final": final,
-        "within_tolerance": abs(visit.cost / run.target - 1.0) <= config.tolerance,
-    }

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from nasbench.errors import NasbenchError
 
 _ENTRIES: dict[str, str] = {
-    "proximal": "nasbench.search.proximal:ProximalSearcher",
+    "proximal": "nasbench.search.proximal_searcher:ProximalSearcher",
     "nsga2": "nasbench.search.trials:NSGA2Searcher",
     "tpe": "nasbench.search.trials:TPESearcher",
     "random": "nasbench.search.trials:RandomSearcher",
