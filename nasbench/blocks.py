@@ -68,7 +68,7 @@ class DropPath(nn.Module):
 class MBConv(nn.Module):
     """Inverted residual (MobileNetV2/EfficientNet): 1x1 expand, kxk depthwise, SE, 1x1 project."""
 
-    def __init__(self, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
+    def __init__(self, *, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
         super().__init__()
         mid = in_ch * expand
         self.use_residual = stride == 1 and in_ch == out_ch
@@ -93,7 +93,7 @@ class FusedMBConv(nn.Module):
     No squeeze-excitation, as in EfficientNetV2 (its fused stages have none).
     """
 
-    def __init__(self, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
+    def __init__(self, *, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
         super().__init__()
         self.use_residual = stride == 1 and in_ch == out_ch
         if expand != 1:
@@ -217,7 +217,7 @@ class AttentionBlock(nn.Module):
     no fixed-size position embedding ties the block to one resolution.
     """
 
-    def __init__(self, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
+    def __init__(self, *, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
         super().__init__()
         self.use_residual = stride == 1 and in_ch == out_ch
         self.local_dw = ConvBNAct(in_ch, in_ch, kernel, stride, groups=in_ch)
@@ -246,7 +246,7 @@ class Skip(nn.Module):
     stage, which elastic depth already expresses, so spaces offer ``skip`` at a stage's first layer only.
     """
 
-    def __init__(self, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
+    def __init__(self, *, in_ch, out_ch, kernel, expand, stride, se, act, drop_path=0.0):
         super().__init__()
         self.proj = ConvBNAct(in_ch, out_ch, 1, stride) if stride != 1 or in_ch != out_ch else nn.Identity()
 

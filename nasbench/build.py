@@ -31,14 +31,14 @@ class Net(nn.Module):
                 # Stochastic depth grows linearly with depth, as in EfficientNet.
                 rate = drop_path * index / total
                 block = BLOCKS[layer.block](
-                    in_ch,
-                    stage.width,
-                    layer.kernel,
-                    layer.expand,
-                    stage.stride if j == 0 else 1,
-                    stage.se,
-                    arch.act,
-                    rate,
+                    in_ch=in_ch,
+                    out_ch=stage.width,
+                    kernel=layer.kernel,
+                    expand=layer.expand,
+                    stride=stage.stride if j == 0 else 1,
+                    se=stage.se,
+                    act=arch.act,
+                    drop_path=rate,
                 )
                 blocks.append(block)
                 in_ch = stage.width

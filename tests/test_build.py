@@ -151,3 +151,18 @@ def test_mixed_depthwise_conv_gradients_equal_the_batch_folded_conv(batch):
         grads.append([t.grad for t in leaves])
     for ref, got in zip(*grads, strict=True):
         torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-5)
+
+
+def test_blocks_take_keyword_arguments():
+    """Eight same-typed positional arguments are easy to swap unnoticed: blocks take them by name."""
+    from nasbench.blocks import BLOCKS
+    from nasbench.supernet.blocks import make_elastic_block
+
+    shape = {"kernel": 3, "expand": 4, "stride": 1, "se": 0.25, "act": "silu"}
+    for kind, cls in BLOCKS.items():
+        with pytest.raises(TypeError):
+            cls(16, 16, 3, 4, 1, 0.25, "silu")
+        assert isinstance(cls(in_ch=16, out_ch=16, **shape), cls)
+        elastic = make_elastic_block(kind, in_max=16, out_max=16, kernels=[3], expands=[4], stride=1, se=0.25,
+                                     act="silu")  # fmt: skip
+        assert callable(elastic.zero_init_residual)  # each block owns its zero-init

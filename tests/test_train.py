@@ -545,19 +545,22 @@ def test_cli_resumes_a_finished_run_from_its_record_and_evaluates(uninterrupted)
     assert json.loads((uninterrupted.out_dir / "supernet_eval.json").read_text()) == summary
 
 
-def test_zero_initialised_residual_blocks_make_every_depth_start_alike():
-    """BigNAS's zero-init: at the start, a layer after a stage's first adds nothing to its skip connection,
-    so the largest subnet and the largest with every stage at its smallest depth compute the same logits."""
+@pytest.mark.parametrize("name", ["tiny", "mobile", "efficientnetv2"])  # MBConv, dynamic conv, Fused, attention
+def test_zero_initialised_residual_blocks_make_every_depth_start_alike(name):
+    """BigNAS's zero-init, which each block owns (``zero_init_residual``): at the start, a layer after a
+    stage's first adds nothing to its skip connection, so the largest subnet and the largest with every stage
+    at its smallest depth compute the same logits."""
     from nasbench import load_space
     from nasbench.training.loop import zero_init_residuals
 
-    space = load_space("tiny")
+    space = load_space(name)
     torch.manual_seed(0)
     net = Supernet(space, num_classes=10).eval()
     zero_init_residuals(net)
-    largest = space.largest()
+    resolution = min(space.resolutions)
+    largest = space.decode(space.encode(space.largest()) | {"resolution": resolution})
     shallow = space.encode(largest) | {f"{s.name}.depth": min(s.depths) for s in space.stages}
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randn(2, 3, resolution, resolution)
     outputs = []
     for arch in (largest, space.decode(shallow)):
         net.set_active(arch)

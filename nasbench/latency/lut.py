@@ -77,7 +77,9 @@ def layer_module(cfg: LayerConfig) -> nn.Module:
         return ConvBNAct(3, cfg.cout, cfg.kernel, cfg.stride, act=cfg.act)
     if cfg.kind == "head":
         return Head(cfg.cin, cfg.cout, cfg.act, cfg.num_classes)
-    return BLOCKS[cfg.kind](cfg.cin, cfg.cout, cfg.kernel, cfg.expand, cfg.stride, cfg.se, cfg.act)
+    return BLOCKS[cfg.kind](
+        in_ch=cfg.cin, out_ch=cfg.cout, kernel=cfg.kernel, expand=cfg.expand, stride=cfg.stride, se=cfg.se, act=cfg.act
+    )
 
 
 def measure_layer(cfg: LayerConfig, ctx: Context, *, warmup: int, repeats: int) -> Stats:

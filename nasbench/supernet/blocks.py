@@ -13,6 +13,7 @@ point of the sort.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -144,7 +145,7 @@ class ElasticDynConvBNAct(ElasticConvBNAct):
 class ElasticMBConv(nn.Module):
     """MBConv (and, with ``dynamic``, the dynamic-conv MBConv) over every kernel, expand and width."""
 
-    def __init__(self, in_max, out_max, kernels, expands, stride, se, act, dynamic=False):
+    def __init__(self, *, in_max, out_max, kernels, expands, stride, se, act, dynamic=False):
         super().__init__()
         mid_max = in_max * max(expands)
         self.stride, self.se_ratio, self.in_max, self.has_expand_one = stride, se, in_max, 1 in expands
@@ -156,6 +157,11 @@ class ElasticMBConv(nn.Module):
         reduced = se_channels(in_max, se)
         self.se = ElasticSE(mid_max, reduced, act) if reduced else None
         self.project = ElasticConvBNAct(mid_max, out_max, [1])
+
+    @torch.no_grad()
+    def zero_init_residual(self) -> None:
+        """Start as the identity behind a skip connection: the last batch norm's scale at zero (BigNAS)."""
+        self.project.bn.weight.zero_()
 
     def configure(self, cin: int, cout: int, kernel: int, expand: int) -> None:
         mid = cin * expand
@@ -213,13 +219,20 @@ class ElasticMBConv(nn.Module):
 class ElasticFusedMBConv(nn.Module):
     """Fused-MBConv; expand 1 (a single kxk conv to the output) has its own weights, as its shape differs."""
 
-    def __init__(self, in_max, out_max, kernels, expands, stride, se, act):
+    def __init__(self, *, in_max, out_max, kernels, expands, stride, se, act):
         super().__init__()
         self.stride = stride
         wide = [e for e in expands if e != 1]
         self.expand = ElasticConvBNAct(in_max, in_max * max(wide), kernels, stride, act=act) if wide else None
         self.project = ElasticConvBNAct(in_max * max(wide), out_max, [1]) if wide else None
         self.single = ElasticConvBNAct(in_max, out_max, kernels, stride, act=act) if 1 in expands else None
+
+    @torch.no_grad()
+    def zero_init_residual(self) -> None:
+        """Both paths' last batch norm scale at zero (expand 1's single conv, the others' projection)."""
+        for path in (self.project, self.single):
+            if path is not None:
+                path.bn.weight.zero_()
 
     def configure(self, cin: int, cout: int, kernel: int, expand: int) -> None:
         self.is_single, self.use_residual = expand == 1, self.stride == 1 and cin == cout
@@ -254,7 +267,7 @@ class ElasticFusedMBConv(nn.Module):
 class ElasticAttention(nn.Module):
     """Elastic twin of ``blocks.AttentionBlock``; width ``c`` keeps the leading ``c / head_dim`` heads."""
 
-    def __init__(self, in_max, out_max, kernels, expands, stride, se, act):
+    def __init__(self, *, in_max, out_max, kernels, expands, stride, se, act):
         super().__init__()
         self.stride = stride
         self.local_dw = ElasticConvBNAct(in_max, in_max, kernels, stride, depthwise=True, transform=True)
@@ -266,6 +279,15 @@ class ElasticAttention(nn.Module):
         self.fc1 = ElasticLinear(out_max, out_max * max(expands))
         self.act = nn.GELU()
         self.fc2 = ElasticLinear(out_max * max(expands), out_max)
+
+    @torch.no_grad()
+    def zero_init_residual(self) -> None:
+        """The local branch's batch norm scale, and the attention's and MLP's output projections, at zero."""
+        self.local_pw.bn.weight.zero_()
+        for linear in (self.proj, self.fc2):
+            linear.weight.zero_()
+            if linear.bias is not None:
+                linear.bias.zero_()
 
     def configure(self, cin: int, cout: int, kernel: int, expand: int) -> None:
         self.use_residual = self.stride == 1 and cin == cout
@@ -319,10 +341,13 @@ class ElasticSkip(nn.Module):
     """Elastic twin of ``blocks.Skip``: the identity where a subnet keeps the shape, else a 1x1 conv + BN
     projection over the leading channels."""
 
-    def __init__(self, in_max, out_max, kernels, expands, stride, se, act):
+    def __init__(self, *, in_max, out_max, kernels, expands, stride, se, act):
         super().__init__()
         self.stride = stride
         self.proj = ElasticConvBNAct(in_max, out_max, [1], stride)
+
+    def zero_init_residual(self) -> None:
+        """Nothing to do: behind a skip connection it is the identity already (no projection there)."""
 
     def configure(self, cin: int, cout: int, kernel: int, expand: int) -> None:
         self.projects = self.stride != 1 or cin != cout
@@ -336,11 +361,13 @@ class ElasticSkip(nn.Module):
         return with_prefix("proj", self.proj.static_state()) if self.projects else {}
 
 
-def make_elastic_block(block: str, in_max, out_max, kernels, expands, stride, se, act) -> nn.Module:
+def make_elastic_block(block: str, **shape: Any) -> nn.Module:
+    """The elastic block of kind ``block`` (skip, mbconv, dynconv, fused_mbconv, attention) over ``shape``:
+    in_max, out_max, kernels, expands, stride, se, act, as keywords."""
     if block == "skip":
-        return ElasticSkip(in_max, out_max, kernels, expands, stride, se, act)
+        return ElasticSkip(**shape)
     if block in ("mbconv", "dynconv"):
-        return ElasticMBConv(in_max, out_max, kernels, expands, stride, se, act, dynamic=block == "dynconv")
+        return ElasticMBConv(**shape, dynamic=block == "dynconv")
     if block == "fused_mbconv":
-        return ElasticFusedMBConv(in_max, out_max, kernels, expands, stride, se, act)
-    return ElasticAttention(in_max, out_max, kernels, expands, stride, se, act)
+        return ElasticFusedMBConv(**shape)
+    return ElasticAttention(**shape)

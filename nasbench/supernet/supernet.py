@@ -35,7 +35,16 @@ class Supernet(nn.Module):
                 cin = in_max if j == 0 else max(s.widths)
                 stride = s.stride if j == 0 else 1
                 position = {
-                    b: make_elastic_block(b, cin, max(s.widths), kernels, expands, stride, s.se, space.act)
+                    b: make_elastic_block(
+                        b,
+                        in_max=cin,
+                        out_max=max(s.widths),
+                        kernels=kernels,
+                        expands=expands,
+                        stride=stride,
+                        se=s.se,
+                        act=space.act,
+                    )
                     for b, (kernels, expands) in s.position_blocks(first=j == 0).items()
                 }
                 positions.append(nn.ModuleDict(position))

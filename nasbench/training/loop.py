@@ -316,15 +316,7 @@ def zero_init_residuals(net: Supernet) -> None:
     for stage in net.stages:
         for position in list(stage)[1:]:
             for block in position.values():
-                for part in ("project", "single", "local_pw"):  # MBConv, dynamic conv, Fused-MBConv; attention
-                    conv_bn = getattr(block, part, None)
-                    if conv_bn is not None and hasattr(conv_bn, "bn"):
-                        conv_bn.bn.weight.zero_()
-                for linear in (getattr(block, "proj", None), getattr(block, "fc2", None)):  # attention's branches
-                    if linear is not None:
-                        linear.weight.zero_()
-                        if linear.bias is not None:
-                            linear.bias.zero_()
+                block.zero_init_residual()  # each block knows its own last layers
 
 
 def result_record(result: TrainResult, budget: Budget) -> dict[str, Any]:
