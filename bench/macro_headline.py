@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,23 @@ def choosers(records) -> dict[str, float]:
     return {name: float(extra.loc[values.idxmax(), "true_acc"]) for name, values in signals.items()}
 
 
+def spend_line(path, records) -> str:
+    """What the run's time budget bought: supernet steps and seconds, calibration and search seconds, and
+    the evaluations (over-limit proposals recorded without one are counted apart)."""
+    folder = Path(path)
+    if not (folder / "supernet" / "train_result.json").is_file():  # a copy of the run's records only
+        return "(no supernet record in this folder)"
+    trained = json.loads((folder / "supernet" / "train_result.json").read_text())
+    state = json.loads((folder / "search_state.json").read_text())
+    skipped = records["error"].str.endswith("not evaluated").sum()
+    evaluated = len(records) - skipped
+    return (
+        f"supernet {trained['steps']} steps in {trained['spent']:.0f} s; calibration"
+        f" {state.get('ranker', {}).get('seconds', 0):.0f} s; search {sum(state['spent'].values()):.0f} s:"
+        f" {evaluated} evaluations, {skipped} over the limit not evaluated"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="finished search run folders on nas-bench-macro")
@@ -74,6 +92,7 @@ def main() -> None:
         winners = true_winners(run.records, quality)
         budget = run.config.get("budget")
         print(f"\n{path}: seed {run.config.get('seed')}, budget {budget}, max MACs {limit or 'none'}, by {quality}")
+        print(f"  {spend_line(path, run.records)}")
         for _, w in winners.iterrows():
             print(f"  {w['searcher']:>9}: {w['bench_key']} seen {w[quality]:.4f}  true {w['true_acc']:.2f}%"
                   f"  rank {w['true_rank']:4d}  ({w['feasible']} feasible evaluated)")  # fmt: skip
