@@ -80,6 +80,15 @@ def open_storage(db_file: Path) -> tuple[optuna.storages.RDBStorage, str | None]
     return storage(path), note
 
 
+def close(db: optuna.storages.BaseStorage) -> None:
+    """Release ``db``'s connections: the file is read afresh by whoever opens it next, in this process too
+    (SQLite shares a file's WAL index among a process's connections, so an open one would serve old pages
+    after the file was replaced)."""
+    if isinstance(db, optuna.storages.RDBStorage):
+        db.remove_session()
+        db.engine.dispose()
+
+
 def replay(study: optuna.Study, trials: Sequence[dict[str, Any]], dims: dict[str, CategoricalDistribution]) -> None:
     """Add finished trials to an empty ``study``, numbered in order: each a dict with ``params`` and
     ``values`` (None: FAIL), and optionally ``constraints`` and ``attrs`` (user attributes)."""

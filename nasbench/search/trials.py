@@ -101,6 +101,7 @@ class TrialDriver:
         self.dims = optuna_study.distributions([(d.label, d.choices) for d in self.space.dimensions()])
         maximise = [OBJECTIVES[o].maximise for o in self.objectives]
         db, note = optuna_study.open_storage(ctx.study_file)
+        self.db = db  # closed when the search ends (TrialSearcher.search)
         if note:
             Console(stderr=True).print(f"[yellow]{note}", soft_wrap=True)  # paths stay whole
         self.study = optuna_study.open_study(db, self.name, maximise, self.objectives)
@@ -234,9 +235,12 @@ class TrialSearcher(Searcher):
 
     def search(self, ctx: SearchContext, clock: BudgetClock, sink: RecordSink) -> None:
         driver = TrialDriver(ctx, self.sampler, clock, sink)
-        driver.close_interrupted()
-        workers = ctx.workers if ctx.workers is not None else InProcessWorkers(ctx.evaluate)
-        workers.run(driver, name=driver.name, max_trials=driver.max_starts())
+        try:
+            driver.close_interrupted()
+            workers = ctx.workers if ctx.workers is not None else InProcessWorkers(ctx.evaluate)
+            workers.run(driver, name=driver.name, max_trials=driver.max_starts())
+        finally:
+            optuna_study.close(driver.db)  # the study's file is closed when its search ends
 
 
 class NSGA2Searcher(TrialSearcher):
