@@ -15,6 +15,7 @@ the supernet's identity (``settings.json``), and scores made with other settings
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -174,8 +175,7 @@ def write_report(out: Path, report: pd.DataFrame, header: Sequence[str]) -> str:
 def claim_folder(out: Path, settings: EvalSettings, identity: dict[str, Any]) -> None:
     """Store the evaluation settings and the supernet's identity in a report folder, or refuse one whose
     scores were made with others (one line naming the first difference): a resumed report never mixes."""
-    path, stamp = out / SETTINGS, {"settings": settings.evaluate_options(), "supernet": identity}
-    stamp = {**stamp, "settings": {**stamp["settings"], "images": settings.images}}
+    path, stamp = out / SETTINGS, {"settings": dataclasses.asdict(settings), "supernet": identity}
     if path.is_file():
         try:
             stored = json.loads(path.read_text())
