@@ -95,3 +95,20 @@ def test_the_run_pipeline_is_a_package_apart_from_the_searchers():
     assert not {m for m in importers_of("nasbench.pipeline") if m in searchers}
     assert not importers_of("nasbench.search.orchestrate") and "nasbench.search.orchestrate" not in MODULES
     assert importers_of("nasbench.pipeline.config") >= {"nasbench.pipeline.run", "nasbench.cli.search"}
+
+
+def test_seeds_are_forked_by_the_one_helper_not_by_arithmetic():
+    """A generator seeded with arithmetic on a seed (``seed * 1000 + i``) is an ad-hoc fork: ``nasbench.seeds.fork``
+    is the one way to derive a seed, so two uses cannot collide by accident."""
+    seeders = {"manual_seed", "Random", "default_rng", "seed"}
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            arg = node.args[0]
+            if name in seeders and isinstance(arg, ast.BinOp) and "seed" in ast.unparse(arg):
+                if not isinstance(arg.op, ast.Mod):  # seed % 2**32: numpy's range, not a fork
+                    found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
+    assert not found, "seeds derived by arithmetic: " + "; ".join(found)

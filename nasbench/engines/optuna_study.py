@@ -38,6 +38,7 @@ from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESample
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from nasbench.errors import NasbenchError
+from nasbench.seeds import fork
 
 SAMPLERS = ("nsga2", "tpe", "random", "evolution")
 INTERRUPTED = "interrupted"  # user attr of trials closed because their run stopped before they reported
@@ -260,7 +261,7 @@ def resumed_seed(seed: int, n_trials_before: int) -> int:
     A fresh sampler with the run's own seed would replay the killed run's proposals (for the random
     sampler exactly); deriving the seed from the history keeps a resumed run deterministic and new.
     """
-    return seed if n_trials_before == 0 else (seed * 1_000_003 + n_trials_before) % 2**31
+    return seed if n_trials_before == 0 else fork(seed, "resume", n_trials_before)
 
 
 def tell(

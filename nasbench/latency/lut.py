@@ -26,6 +26,7 @@ from nasbench.counting import LayerConfig
 from nasbench.errors import NasbenchError
 from nasbench.latency.measure import Context, Stats, pinned, prepare, time_calls, warm_up
 from nasbench.latency.table import Entry, LatencyTable, config_key, layer_fingerprint, load_table
+from nasbench.seeds import fork
 from nasbench.spaces import SearchSpace
 
 
@@ -147,7 +148,12 @@ def build_table(
     settings = {"passes": passes, "repeats": repeats, "warmup": warmup}
     table = open_table(space, ctx, path, resolutions, num_classes, settings)
     configs = space_configs(space, resolutions, num_classes)
-    todo = [(p, cfg) for p in range(passes) for cfg in _pass_order(configs, seed + p) if _missing_pass(table, cfg, p)]
+    todo = [
+        (p, cfg)
+        for p in range(passes)
+        for cfg in _pass_order(configs, fork(seed, "latency-pass", p))
+        if _missing_pass(table, cfg, p)
+    ]
     last_save = time.monotonic()
     try:
         with _progress(console) as progress, pinned(ctx), torch.inference_mode():

@@ -31,6 +31,7 @@ from nasbench.data import DeviceData, ImageDataset
 from nasbench.errors import NasbenchError
 from nasbench.retrain.pick import Job, cost_of
 from nasbench.retrain.recipe import RetrainConfig, WeightEma, mix_batch, one_hot, soft_cross_entropy
+from nasbench.seeds import fork
 from nasbench.training.evaluate import accuracy
 from nasbench.training.optim import dynconv_temperature, make_optimizer, set_temperature
 from nasbench.training.sandwich import autocast
@@ -39,7 +40,6 @@ from nasbench.training.steps import TIMING_SEED, Session, plan_steps, run_steps
 
 PLAN_FILE, CHECKPOINT_FILE = "plan.json", "checkpoint.pt"
 WEIGHTS_FILE, RESULT_FILE = "weights.safetensors", "result.json"
-MIX_SEED_OFFSET = 1  # the mixup/cutmix generator is seeded with seed + this, apart from the data order
 
 
 def retrain_data(dataset: ImageDataset, device: str | torch.device = "cpu") -> tuple[DeviceData, DeviceData]:
@@ -163,7 +163,7 @@ def _build(job: Job, train: DeviceData, num_classes: int, config: RetrainConfig,
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     stream = BatchStream(train, config.batch_size, arch.resolution, seed=seed, channels_last=config.channels_last)
-    mix = torch.Generator().manual_seed(seed + MIX_SEED_OFFSET)
+    mix = torch.Generator().manual_seed(fork(seed, "retrain-mix"))  # apart from the data order
     optimizer = make_optimizer(model, config)  # duck-typed: reads optimizer, lr, momentum, weight_decay
     return _Trainer(model, WeightEma(model, config.ema_decay), optimizer, stream, mix, config, num_classes, device)
 

@@ -60,6 +60,7 @@ from torch import Tensor
 
 from nasbench.arch import Arch
 from nasbench.objectives.expected import ExpectedCost, switched_costs
+from nasbench.seeds import fork
 from nasbench.spaces import SearchSpace
 from nasbench.training.sandwich import at_resolution, autocast
 
@@ -197,14 +198,14 @@ class ProximalSearch:
         self.space, self.supernet, self.config = space, supernet, config
         self.train_data, self.val_data = train_data, val_data
         self.cost = cost
-        self.rng = random.Random(seed)
+        self.rng = random.Random(fork(seed, "proximal-decisions"))
         self.seed = seed
         self.dims = dict(cost.choices)
         self.device = next(supernet.parameters()).device  # alphas and every step's tensors live here
 
     def init_alpha(self, index: int) -> Alpha:
         """Uniform alphas jittered by a CPU generator (the same draws on every device), on the device."""
-        gen = torch.Generator().manual_seed(self.seed * 1000 + index)
+        gen = torch.Generator().manual_seed(fork(self.seed, "proximal-alpha", index))
         noise = {label: torch.randn(len(c), generator=gen, dtype=torch.float64) for label, c in self.dims.items()}
         return {label: (0.5 + self.config.init_noise * n).to(self.device) for label, n in noise.items()}
 
@@ -225,7 +226,7 @@ class ProximalSearch:
         net = copy.deepcopy(self.supernet).train()
         optimizer = torch.optim.SGD(net.parameters(), lr=cfg.weight_lr, momentum=0.9, nesterov=True)
         alpha = self.init_alpha(index)
-        gen = torch.Generator().manual_seed(self.seed * 7919 + index)
+        gen = torch.Generator().manual_seed(fork(self.seed, "proximal-batches", index))
         train_iter, val_iter = self.batches(self.train_data, gen), self.batches(self.val_data, gen)
         visits: list[Visit] = []
         for step in range(1, cfg.steps + 1):

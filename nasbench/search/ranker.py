@@ -29,6 +29,7 @@ import torch
 from nasbench.arch import Arch
 from nasbench.build import build
 from nasbench.errors import NasbenchError
+from nasbench.seeds import fork
 
 CALIBRATION = 24  # architectures whose loss and NASWOT spreads put the two on one scale
 PROXY_BATCH = 64  # training images NASWOT sees (the paper uses 128 on CIFAR; 64 keeps a CPU quick)
@@ -90,7 +91,7 @@ class Ranker:
 
 def calibration_archs(space: Any, n: int, seed: int) -> list[Arch]:
     """``n`` architectures drawn uniformly from ``space`` (repeats allowed) with ``seed``."""
-    rng = random.Random(f"ranker-calibration-{seed}")
+    rng = random.Random(fork(seed, "ranker-calibration"))
     return [space.sample(rng) for _ in range(n)]
 
 

@@ -21,7 +21,6 @@ interrupted. The study lives in the run (``RunDir.optuna_db``; one study per sea
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -35,6 +34,7 @@ from nasbench.errors import NasbenchError
 from nasbench.objectives.table import OBJECTIVES, constraint_excess, violations
 from nasbench.search.base import REUSABLE, RecordSink, SearchContext, Searcher
 from nasbench.search.evaluator import Evaluator, evaluate_outcome
+from nasbench.seeds import fork
 from nasbench.status import Status
 
 REPEATS_ALLOWED = 3  # a trials budget of n asks at most this many times n proposals (+10): repeats are free
@@ -56,7 +56,7 @@ def searcher_seed(sampler: str, seed: int) -> int:
     """The run's seed made the sampler's own. NSGA-II's first generation (and TPE's start-up trials) draw as
     the random sampler does: with the run's seed itself, nsga2 would propose the random searcher's first 50
     architectures, in the same order, and a run with both would evaluate them twice."""
-    return (seed + zlib.crc32(sampler.encode())) % 2**31
+    return fork(seed, sampler)
 
 
 def proposal_filter(
