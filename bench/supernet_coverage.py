@@ -115,7 +115,7 @@ def main() -> None:
     for kind, arch in one_change(space, space.largest()).items():
         print(f"  largest with {kind} at its smallest: {acc(arch):.4f}", flush=True)
     samples = [space.sample(1000 + i) for i in range(args.archs)]
-    macs, randoms = [count(a).macs for a in samples], []
+    macs, randoms = [count(a, dataset.num_classes).macs for a in samples], []
     for i, arch in enumerate(samples):
         randoms.append(acc(arch))
         print(f"  random {i:2d}: {randoms[-1]:.4f}   {macs[i] / 1e6:6.2f} M MACs  {arch.resolution} px", flush=True)
