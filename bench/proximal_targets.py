@@ -3,8 +3,13 @@
 Trains a supernet (or loads one, ``--supernet DIR``: a ``train-supernet`` run folder), spreads ``--targets``
 MAC targets geometrically over the space's cost range (``cost_range``, from the space as loaded), runs
 ``ProximalSearch`` for each, and prints per target: the target, the reported architecture's exact MACs
-(``nasbench.counting.count``), their ratio, whether it is within +-20%, the step it was reached at, and the
-expected cost of the alphas at that step. The issue's bar: within +-20% for at least 3 of 4 targets.
+(``nasbench.counting.count``), their ratio, the step it was reached at, and the expected cost of the alphas
+at that step. The issue's bar: within +-20% for at least 3 of 4 targets.
+
+The reported architecture is *chosen* by its cost (``choose_final``: the last visited one within the
+tolerance, which is +-20%), so its hit is true by construction whenever any visit was within. The bar is
+therefore scored on what the search did not choose: the architecture of its last step (where the proximal
+iteration ended), and the share of all its steps' architectures within +-20%.
 
     PYTHONPATH=$PWD .venv/bin/python -m nasbench train-supernet --space tiny --data digits --budget 2min \\
         --out /tmp/prox-tiny
@@ -98,22 +103,33 @@ def main() -> None:
     search = ProximalSearch(
         space, net, train, val, expected_macs(space, dataset.num_classes), config=config, seed=args.seed
     )
-    print(f"{'target':>10} {'reported':>10} {'ratio':>6} {'+-20%':>5} {'step':>5} {'expected':>10}")
-    hits = 0
+
+    def within(ratio: float) -> bool:
+        return abs(ratio - 1.0) <= 0.2
+
+    print(
+        f"{'target':>10} {'reported':>10} {'ratio':>6} {'step':>5} {'expected':>10}"
+        f" | {'last step':>10} {'ratio':>6} {'+-20%':>5} {'steps within':>12}"
+    )
+    last_hits, shares = 0, []
     for index, target in enumerate(targets):
         run = search.search_target(index, target, lambda: False)
-        final = run.final
-        real = macs(final.arch)
-        ratio = real / target
-        ok = abs(ratio - 1.0) <= 0.2
-        hits += ok
+        final, last = run.final, run.visits[-1]
+        ratio, last_ratio = macs(final.arch) / target, macs(last.arch) / target
+        inside = sum(within(v.cost / target) for v in run.visits)
+        last_hits += within(last_ratio)
+        shares.append(inside / len(run.visits))
         print(
-            f"{target / 1e6:>9.3g}M {real / 1e6:>9.3g}M {ratio:>6.2f} {'yes' if ok else 'no':>5} {final.step:>5}"
-            f" {final.expected_cost / 1e6:>9.3g}M"
+            f"{target / 1e6:>9.3g}M {ratio * target / 1e6:>9.3g}M {ratio:>6.2f} {final.step:>5}"
+            f" {final.expected_cost / 1e6:>9.3g}M | {last_ratio * target / 1e6:>9.3g}M {last_ratio:>6.2f}"
+            f" {'yes' if within(last_ratio) else 'no':>5} {inside:>5} of {len(run.visits):<4}"
         )
         if args.trace:
             print("    cost/target by step:", " ".join(f"{v.cost / target:.2f}" for v in run.visits))
-    print(f"within +-20%: {hits} of {len(targets)}  ({time.perf_counter() - started:.0f} s in all)")
+    print(
+        f"last step within +-20%: {last_hits} of {len(targets)}; steps within +-20%: "
+        f"{sum(shares) / len(shares):.0%} on average  ({time.perf_counter() - started:.0f} s in all)"
+    )
 
 
 if __name__ == "__main__":
