@@ -108,7 +108,7 @@ def test_seeds_are_forked_by_the_one_helper_not_by_arithmetic():
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             arg = node.args[0]
-            if name in seeders and isinstance(arg, ast.BinOp) and "seed" in ast.unparse(arg):
-                if not isinstance(arg.op, ast.Mod):  # seed % 2**32: numpy's range, not a fork
-                    found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
+            forked = isinstance(arg, ast.BinOp) and not isinstance(arg.op, ast.Mod)  # seed % 2**32: numpy's range
+            if name in seeders and forked and "seed" in ast.unparse(arg):
+                found.append(f"{module}:{node.lineno} {ast.unparse(node)}")
     assert not found, "seeds derived by arithmetic: " + "; ".join(found)
