@@ -163,7 +163,8 @@ def main() -> None:
             print(f"\n{variant}: not scored yet")
             continue
         frame = report_frame(truth, scored(args.out / variant, keys, calib, args.seed), seed=args.seed)
-        print(f"\n{variant} ({args.steps} steps per part):\n{format_report(frame)}")
+        parts = "per part" if variant == "fewshot" else "x the choices, one part"
+        print(f"\n{variant} ({args.steps} steps {parts}):\n{format_report(frame)}")
     if args.parent_scores:
         parent = pd.read_csv(args.parent_scores, dtype={"key": str}).set_index("key")
         missing = [k for k in keys if k not in parent.index]
