@@ -13,10 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from nasbench.benchmarks.ranking import format_report
-from nasbench.benchmarks.report import report_frame
+from nasbench.benchmarks.report import read_scores, report_frame
 from nasbench.benchmarks.truth import load_benchmark
 
 COLUMNS = ["supernet_acc", "supernet_loss"]
@@ -32,7 +30,7 @@ def main() -> None:
     for path in args.scores:
         if not path.is_file():
             sys.exit(f"{path}: no such scores file")
-        frames.append(pd.read_csv(path, dtype={"key": str}).dropna().drop_duplicates("key").set_index("key"))
+        frames.append(read_scores(path))
     keys = [k for k in frames[0].index if all(k in f.index for f in frames[1:])]
     if len(keys) < 10:
         sys.exit(f"only {len(keys)} networks are scored in every file: too few to compare")

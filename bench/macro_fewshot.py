@@ -41,8 +41,18 @@ import pandas as pd
 import torch
 
 from nasbench.benchmarks.ranking import format_report, stratified_sample
-from nasbench.benchmarks.report import open_trained, report_frame, sample_keys, score_networks, subset
-from nasbench.search.ranker import CALIBRATION, Ranker, calibration_archs
+from nasbench.benchmarks.report import (
+    SCORES,
+    apply_ranker,
+    open_trained,
+    read_scores,
+    report_frame,
+    sample_keys,
+    score_networks,
+    subset,
+    trained_truth,
+)
+from nasbench.search.ranker import CALIBRATION, calibration_archs
 from nasbench.seeds import fork
 from nasbench.training.optim import make_optimizer
 from nasbench.training.sandwich import sandwich_step
@@ -115,13 +125,10 @@ def run_variant(args, space, trained, info, truth, keys, calib) -> None:
                                                                 flush=True))  # fmt: skip
 
 
-def scored(folder: Path, keys: list[str], calib: list[str], seed: int) -> pd.DataFrame:
-    """The variant's scores of ``keys`` with the score column (calibrated on its own calibration scores)."""
-    scores = pd.read_csv(folder / "scores" / "scores.csv", dtype={"key": str}).set_index("key").loc[keys]
-    cal = pd.read_csv(folder / "calibration" / "scores.csv", dtype={"key": str}).set_index("key").loc[calib]
-    ranker = Ranker.fit(cal["supernet_loss"].tolist(), cal["naswot"].tolist(), seed)
-    score = [ranker.score(loss, n) for loss, n in zip(scores["supernet_loss"], scores["naswot"], strict=True)]
-    return scores[["supernet_acc", "supernet_loss"]].assign(score=score)
+def scored(scores: Path, calibration: Path, keys: list[str], calib: list[str], seed: int) -> pd.DataFrame:
+    """Accuracy, loss and the score of ``keys`` from a scores file, the score calibrated on ``calibration``'s."""
+    frame, _ = apply_ranker(read_scores(scores).loc[keys], read_scores(calibration).loc[calib], seed)
+    return frame[["supernet_acc", "supernet_loss", "score"]]
 
 
 def main() -> None:
@@ -146,8 +153,6 @@ def main() -> None:
     print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads")
     space, trained, info = open_trained(args.supernet)
-    from nasbench.benchmarks.report import trained_truth
-
     truth = trained_truth(space)
     if args.split not in {d.label for d in space.dimensions()}:
         sys.exit(f"--split {args.split} is not a decision of {space.name}")
@@ -162,20 +167,17 @@ def main() -> None:
         if not (args.out / variant / "calibration" / "scores.csv").is_file():
             print(f"\n{variant}: not scored yet")
             continue
-        frame = report_frame(truth, scored(args.out / variant, keys, calib, args.seed), seed=args.seed)
+        folder = args.out / variant
+        frame = scored(folder / "scores" / SCORES, folder / "calibration" / SCORES, keys, calib, args.seed)
+        frame = report_frame(truth, frame, seed=args.seed)
         parts = "per part" if variant == "fewshot" else "x the choices, one part"
         print(f"\n{variant} ({args.steps} steps {parts}):\n{format_report(frame)}")
     if args.parent_scores:
-        parent = pd.read_csv(args.parent_scores, dtype={"key": str}).set_index("key")
-        missing = [k for k in keys if k not in parent.index]
+        missing = [k for k in keys if k not in read_scores(args.parent_scores).index]
         if missing:
             sys.exit(f"{args.parent_scores} lacks {len(missing)} of the networks, e.g. {missing[0]}")
-        cal = args.parent_scores.parent / "calibration" / "scores.csv"
-        cal = pd.read_csv(cal, dtype={"key": str}).set_index("key").loc[calib]
-        ranker = Ranker.fit(cal["supernet_loss"].tolist(), cal["naswot"].tolist(), args.seed)
-        rows = parent.loc[keys]
-        score = [ranker.score(loss, n) for loss, n in zip(rows["supernet_loss"], rows["naswot"], strict=True)]
-        frame = report_frame(truth, rows[["supernet_acc", "supernet_loss"]].assign(score=score), seed=args.seed)
+        calibration = args.parent_scores.parent / "calibration" / SCORES
+        frame = report_frame(truth, scored(args.parent_scores, calibration, keys, calib, args.seed), seed=args.seed)
         print(f"\nthe supernet as trained ({info['steps']} steps):\n{format_report(frame)}")
 
 

@@ -68,7 +68,7 @@ def score_networks(
 ) -> pd.DataFrame:
     """Each network's scores, one row per key, resumed from and appended to ``out/scores.csv``."""
     path = out / SCORES
-    done = _read_scores(path)
+    done = read_scores(path)
     todo = [k for k in keys if k not in done.index]
     net, train, val = trained.supernet, trained.train, trained.val
     batch = next(train.eval_batches(PROXY_BATCH, 32))
@@ -84,7 +84,7 @@ def score_networks(
         if on_progress is not None:
             elapsed = time.perf_counter() - start
             on_progress(len(keys) - len(todo) + i, len(keys), elapsed / i * (len(todo) - i))
-    scores = _read_scores(path)
+    scores = read_scores(path)
     missing = [k for k in keys if k not in scores.index]
     if missing:
         raise NasbenchError(f"{path} lacks scores for {len(missing)} networks, e.g. {missing[0]}; delete it and rerun")
@@ -105,7 +105,7 @@ def with_ranker_score(
     """``scores`` with a ``score`` column: the ranker a search chooses by (``nasbench.search.ranker``),
     calibrated exactly as a search with this seed calibrates it (the same seeded architectures of the space,
     scored into ``out/calibration``, resumable), then applied to each network's supernet loss and NASWOT."""
-    from nasbench.search.ranker import CALIBRATION, Ranker, calibration_archs
+    from nasbench.search.ranker import CALIBRATION, calibration_archs
 
     keys = [truth.to_key(a) for a in calibration_archs(truth.space, calibration or CALIBRATION, seed)]
     folder = out / "calibration"
@@ -113,12 +113,20 @@ def with_ranker_score(
     calibration = score_networks(
         truth, keys, trained, settings, folder, proxies=("naswot",), seed=seed, on_progress=on_progress
     )
+    return apply_ranker(scores, calibration, seed)
+
+
+def apply_ranker(scores: pd.DataFrame, calibration: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, Any]:
+    """``scores`` with a ``score`` column: the ranker fitted on ``calibration``'s supernet loss and NASWOT
+    (``Ranker.fit``), applied to each row's; and the ranker."""
+    from nasbench.search.ranker import Ranker
+
     ranker = Ranker.fit(calibration["supernet_loss"].tolist(), calibration["naswot"].tolist(), seed)
     score = [ranker.score(loss, n) for loss, n in zip(scores["supernet_loss"], scores["naswot"], strict=True)]
     return scores.assign(score=score), ranker
 
 
-def _read_scores(path: Path) -> pd.DataFrame:
+def read_scores(path: Path) -> pd.DataFrame:
     """The complete rows of a scores file (a row cut short by a kill is dropped, and recomputed)."""
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame(index=pd.Index([], name="key"))
