@@ -52,6 +52,7 @@ from nasbench.benchmarks.report import (
     subset,
     trained_truth,
 )
+from nasbench.errors import NasbenchError
 from nasbench.search.ranker import CALIBRATION, calibration_archs
 from nasbench.seeds import fork
 from nasbench.training.optim import make_optimizer
@@ -149,10 +150,15 @@ def main() -> None:
     args = ap.parse_args()
     if not args.variant and not args.report:
         ap.error("give --variant fewshot|control, --report, or both")
+    if args.steps < 1 or args.lr <= 0 or not 5 <= args.n <= args.sample:
+        ap.error(f"need --steps >= 1, --lr > 0 and 5 <= --n <= --sample, got {args.steps}, {args.lr}, {args.n}")
     torch.set_num_threads(args.threads)
     print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads")
-    space, trained, info = open_trained(args.supernet)
+    try:
+        space, trained, info = open_trained(args.supernet)
+    except NasbenchError as e:
+        sys.exit(str(e))
     truth = trained_truth(space)
     if args.split not in {d.label for d in space.dimensions()}:
         sys.exit(f"--split {args.split} is not a decision of {space.name}")
