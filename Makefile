@@ -39,7 +39,7 @@ test-all: install
 	$(PY) -m pytest -q -n 2 -m ""
 
 lint: install
-	$(VENV)/bin/ruff check nasbench tests bench
+	$(VENV)/bin/ruff check nasbench tests bench notebooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
