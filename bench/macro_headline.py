@@ -93,9 +93,11 @@ def main() -> None:
         budget = run.config.get("budget")
         print(f"\n{path}: seed {run.config.get('seed')}, budget {budget}, max MACs {limit or 'none'}, by {quality}")
         print(f"  {spend_line(path, run.records)}")
+        under = truth.feasible(limit, column="macs").set_index("key")["acc"].rank(ascending=False, method="min")
         for _, w in winners.iterrows():
             print(f"  {w['searcher']:>9}: {w['bench_key']} seen {w[quality]:.4f}  true {w['true_acc']:.2f}%"
-                  f"  rank {w['true_rank']:4d}  ({w['feasible']} feasible evaluated)")  # fmt: skip
+                  f"  rank {w['true_rank']:4d} ({int(under[w['bench_key']])} of {len(under)} under the limit)"
+                  f"  ({w['feasible']} feasible evaluated)")  # fmt: skip
             by_limit[limit][w["searcher"]].append(float(w["true_acc"]))
         for name, acc in choosers(run.records).items():  # the same evaluated pool, chosen by each signal
             print(f"  {'all, chosen by ' + name:>26}: true {acc:.2f}%")
