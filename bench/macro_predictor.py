@@ -37,18 +37,19 @@ from sklearn.model_selection import KFold
 from nasbench.benchmarks.ranking import format_report
 from nasbench.benchmarks.report import apply_ranker, read_scores, report_frame
 from nasbench.benchmarks.truth import load_benchmark
-from nasbench.search.ranker import CALIBRATION, calibration_archs
+from nasbench.search.ranker import CALIBRATION, Ranker, calibration_archs
 
 FEATURES = ["z_loss", "z_naswot", "z_flops"]
 
 
-def standardised(frame: pd.DataFrame, flops: pd.Series, reference: pd.DataFrame, ref_flops: pd.Series) -> pd.DataFrame:
-    """The three features, each standardised by ``reference``'s mean and spread, signed higher = better."""
-    loss, naswot, log_flops = reference["supernet_loss"], reference["naswot"], np.log(ref_flops)
+def standardised(frame: pd.DataFrame, flops: pd.Series, ranker: Ranker, ref_flops: pd.Series) -> pd.DataFrame:
+    """The three features, signed higher = better: loss and NASWOT standardised as the score standardises
+    them (``ranker``, fitted on the calibration draw), log FLOPs by the calibration draw's mean and spread."""
+    log_flops = np.log(ref_flops)
     return pd.DataFrame(
         {
-            "z_loss": (loss.mean() - frame["supernet_loss"]) / loss.std(),
-            "z_naswot": (frame["naswot"] - naswot.mean()) / naswot.std(),
+            "z_loss": (ranker.loss_mean - frame["supernet_loss"]) / ranker.loss_std,
+            "z_naswot": (frame["naswot"] - ranker.naswot_mean) / ranker.naswot_std,
             "z_flops": (np.log(flops) - log_flops.mean()) / log_flops.std(),
         },
         index=frame.index,
@@ -75,11 +76,11 @@ def main() -> None:
     if not draw <= set(calibration.index):
         sys.exit(f"{args.report}/calibration lacks networks of seed {args.seed}'s calibration draw: another --seed?")
     calibration = calibration.loc[sorted(draw)]
-    scored, _ = apply_ranker(scores, calibration, args.seed)
+    scored, ranker = apply_ranker(scores, calibration, args.seed)
     keys = [k for k in scores.index if k not in calibration.index]  # the labels of ridge@calibration are not judged
     cal_flops = table.loc[calibration.index, "flops"]
-    x = standardised(scores.loc[keys], table.loc[keys, "flops"], calibration, cal_flops)
-    x_cal = standardised(calibration, cal_flops, calibration, cal_flops)
+    x = standardised(scores.loc[keys], table.loc[keys, "flops"], ranker, cal_flops)
+    x_cal = standardised(calibration, cal_flops, ranker, cal_flops)
     acc, acc_cal = table.loc[keys, "acc"].to_numpy(float), table.loc[calibration.index, "acc"].to_numpy(float)
 
     on_calibration = Ridge(alpha=args.alpha).fit(x_cal[FEATURES], acc_cal)
